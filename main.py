@@ -1,0 +1,28 @@
+"""vibe_jax command line: train VIBE (and the undefended baseline) on a poisoned data set.
+
+  python main.py --config configs/digits_badnets.py --workdir /tmp/digits_badnets
+  python main.py --config configs/digits_badnets.py:f --config.train.steps=500 --workdir DIR
+"""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from vibe_jax import run
+
+config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file; `path.py:ARG` passes ARG (the variant) to "
+    "get_config. Override any field with --config.a.b=value.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for the resolved config, logs, caches and "
+                    "results.json.")
+flags.DEFINE_enum("mode", "train", ["train"], "What to do.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  run.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == "__main__":
+  app.run(main)

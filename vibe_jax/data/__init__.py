@@ -1,0 +1,1 @@
+"""Data sets, attacks and poisoning."""

@@ -1,0 +1,8 @@
+"""Backdoor attacks, one module each, registered by name in ATTACKS."""
+
+from vibe_jax.data.attacks import badnets, blend, wanet  # noqa: F401  (registration)
+from vibe_jax.data.attacks.base import (ATTACKS, Attack, PoisonedTestSet, PoisonedTrainSet,
+                                        attack_parameters, make_attack)
+
+__all__ = ["ATTACKS", "Attack", "PoisonedTestSet", "PoisonedTrainSet", "attack_parameters",
+           "make_attack"]

@@ -1,0 +1,130 @@
+"""The attack interface: a trigger plus the label the attacker wants, and the registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any
+
+import numpy as np
+
+from vibe_jax.registry import Registry
+
+LABEL_MODES = ("all_to_one", "all_to_all")
+
+
+@dataclasses.dataclass(frozen=True)
+class PoisonedTrainSet:
+  """A poisoned training set; `labels` are the given (possibly flipped) labels."""
+  images: np.ndarray
+  labels: np.ndarray
+  true_labels: np.ndarray
+  poison_mask: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class PoisonedTestSet:
+  """Triggered test images with their true labels and the labels the attacker wants."""
+  images: np.ndarray
+  true_labels: np.ndarray
+  attacker_labels: np.ndarray
+
+
+class Attack:
+  """A dirty-label trigger attack over uint8 NHWC arrays.
+
+  Subclasses implement `apply_trigger` (pure and deterministic given the constructor's
+  seed); attacks with other poisoning schemes (clean-label, cover samples) override
+  `poison_train` / `poison_test`. Keyword parameters are the attack's own knobs
+  (config field attack.params): keyword-only arguments of the subclass constructor.
+  """
+
+  def __init__(self, *, num_classes: int, image_shape: tuple[int, int, int], target: int,
+               rate: float, label_mode: str = "all_to_one", seed: int = 0):
+    if label_mode not in LABEL_MODES:
+      raise ValueError(f"attack.label_mode={label_mode!r}; use one of {LABEL_MODES}.")
+    if not 0.0 < rate < 1.0:
+      raise ValueError(f"attack.rate={rate} must lie in (0, 1), e.g. 0.1 for 10 %.")
+    if label_mode == "all_to_one" and not 0 <= target < num_classes:
+      raise ValueError(
+          f"attack.target={target} must lie in [0, {num_classes}) for an all-to-one attack.")
+    self.num_classes = num_classes
+    self.image_shape = tuple(image_shape)
+    self.target = target
+    self.rate = rate
+    self.label_mode = label_mode
+    self.seed = seed
+
+  # -- to implement ------------------------------------------------------------------
+  def apply_trigger(self, images: np.ndarray) -> np.ndarray:
+    raise NotImplementedError
+
+  # -- shared behaviour ----------------------------------------------------------------
+  def attacker_labels(self, labels: np.ndarray) -> np.ndarray:
+    """The label the attacker wants for triggered images of true class `labels`."""
+    if self.label_mode == "all_to_all":
+      return ((labels + 1) % self.num_classes).astype(np.int32)
+    return np.full_like(labels, self.target, dtype=np.int32)
+
+  def candidate_mask(self, labels: np.ndarray) -> np.ndarray:
+    """Samples an attacker may poison (and that enter the poisoned test set)."""
+    if self.label_mode == "all_to_all":
+      return np.ones(labels.shape, bool)
+    return labels != self.target
+
+  def poison_indices(self, labels: np.ndarray) -> np.ndarray:
+    """rate x N indices (N = all samples), drawn from the candidate samples."""
+    candidates = np.flatnonzero(self.candidate_mask(labels))
+    count = int(round(self.rate * len(labels)))
+    if count > len(candidates):
+      raise ValueError(f"attack.rate={self.rate} asks for {count} poisoned samples but only "
+                       f"{len(candidates)} non-target samples exist; lower attack.rate.")
+    rng = np.random.default_rng(self.seed)
+    return np.sort(rng.choice(candidates, size=count, replace=False))
+
+  def poison_train(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTrainSet:
+    _check_images(images)
+    indices = self.poison_indices(labels)
+    poisoned_images = images.copy()
+    poisoned_images[indices] = self.apply_trigger(images[indices])
+    given = labels.astype(np.int32).copy()
+    given[indices] = self.attacker_labels(labels[indices])
+    mask = np.zeros(len(labels), bool)
+    mask[indices] = True
+    return PoisonedTrainSet(poisoned_images, given, labels.astype(np.int32), mask)
+
+  def poison_test(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTestSet:
+    _check_images(images)
+    keep = self.candidate_mask(labels)
+    return PoisonedTestSet(self.apply_trigger(images[keep]), labels[keep].astype(np.int32),
+                           self.attacker_labels(labels[keep]))
+
+
+def _check_images(images: np.ndarray) -> None:
+  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"Attacks take uint8 NHWC RGB arrays, got {images.dtype} {images.shape}.")
+
+
+ATTACKS: Registry[type[Attack]] = Registry("attack")
+
+
+def make_attack(name: str, *, num_classes: int, image_shape: tuple[int, int, int],
+                target: int, rate: float, label_mode: str = "all_to_one", seed: int = 0,
+                params: dict[str, Any] | None = None) -> Attack:
+  """Builds a registered attack; `params` are its own knobs (config field attack.params)."""
+  cls = ATTACKS.get(name, field="attack.name")
+  params = dict(params or {})
+  own = attack_parameters(cls)
+  unknown = sorted(set(params) - set(own))
+  if unknown:
+    raise ValueError(f"attack.params {unknown} are not parameters of attack {name!r}; "
+                     f"it takes {sorted(own) or 'none'}.")
+  return cls(num_classes=num_classes, image_shape=image_shape, target=target, rate=rate,
+             label_mode=label_mode, seed=seed, **params)
+
+
+def attack_parameters(cls: type[Attack]) -> dict[str, Any]:
+  """The attack's own keyword parameters and their defaults."""
+  shared = set(inspect.signature(Attack.__init__).parameters)
+  return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+          if name not in shared and p.kind == p.KEYWORD_ONLY}

@@ -1,0 +1,1 @@
+"""The EM procedure: Sinkhorn E-step, gradient M-step, and the loop that alternates them."""

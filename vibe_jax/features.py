@@ -1,0 +1,55 @@
+"""Frozen-feature extractors (computed once, cached) for the frozen-backbone path.
+
+Every extractor's output is L2-normalised, the same way on every run, whether the
+features were just computed or read back from the cache (the reference normalises only
+on reload, so its first and later runs differ).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Callable
+
+import ml_collections
+import numpy as np
+
+from vibe_jax.registry import Registry
+
+FeatureFn = Callable[[np.ndarray], np.ndarray]
+EXTRACTORS: Registry[Callable[[ml_collections.ConfigDict, np.ndarray], FeatureFn]] = Registry(
+    "feature extractor")
+
+
+def l2_normalize(features: np.ndarray) -> np.ndarray:
+  return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+
+@EXTRACTORS.register("pixels")
+def pixel_features(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
+  """Flattened pixels in [0, 1], centred on the training mean image."""
+  del config
+  mean = train_images.reshape(len(train_images), -1).astype(np.float32).mean(0) / 255.0
+  return lambda images: images.reshape(len(images), -1).astype(np.float32) / 255.0 - mean
+
+
+def make_extractor(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
+  """The configured extractor (config field features.extractor), output L2-normalised."""
+  raw = EXTRACTORS.get(config.extractor, field="features.extractor")(config, train_images)
+  return lambda images: l2_normalize(np.asarray(raw(images), np.float32))
+
+
+def cached_features(cache_path: str, fingerprint: dict, compute: Callable[[], dict]) -> dict:
+  """Loads arrays from `cache_path` if it was written for the same `fingerprint`, else
+  computes them and writes the cache atomically (temporary file, then rename)."""
+  key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+  if os.path.exists(cache_path):
+    with np.load(cache_path) as cached:
+      if str(cached.get("fingerprint", "")) == key:
+        return {name: cached[name] for name in cached.files if name != "fingerprint"}
+  arrays = compute()
+  temporary = cache_path + ".tmp.npz"
+  np.savez(temporary, fingerprint=key, **arrays)
+  os.replace(temporary, cache_path)
+  return arrays

@@ -1,0 +1,34 @@
+"""ACC / ASR / RA (VIBE_SPEC.md section 5) and the E-step pseudo-label diagnostics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+  """Fraction of predictions equal to labels (0 for an empty set)."""
+  predictions, labels = np.asarray(predictions), np.asarray(labels)
+  return float(np.mean(predictions == labels)) if len(labels) else 0.0
+
+
+def defense_metrics(clean_predictions: np.ndarray, clean_labels: np.ndarray,
+                    poisoned_predictions: np.ndarray, poisoned_true_labels: np.ndarray,
+                    attacker_labels: np.ndarray) -> dict[str, float]:
+  """ACC on the clean test set; ASR (attacker's label) and RA (true label) on the poisoned one."""
+  return {
+      "acc": accuracy(clean_predictions, clean_labels),
+      "asr": accuracy(poisoned_predictions, attacker_labels),
+      "ra": accuracy(poisoned_predictions, poisoned_true_labels),
+  }
+
+
+def pseudo_label_diagnostics(pseudo_labels: np.ndarray, given_labels: np.ndarray,
+                             true_labels: np.ndarray, poison_mask: np.ndarray) -> dict[str, float]:
+  """How the E-step's labels relate to the given labels, the true labels and the poison."""
+  pseudo_labels, true_labels = np.asarray(pseudo_labels), np.asarray(true_labels)
+  poison_mask = np.asarray(poison_mask, bool)
+  return {
+      "agree_given": accuracy(pseudo_labels, given_labels),
+      "agree_true": accuracy(pseudo_labels, true_labels),
+      "poison_restored": accuracy(pseudo_labels[poison_mask], true_labels[poison_mask]),
+  }

@@ -1,0 +1,1 @@
+"""Models: the VIBE heads (and backbones)."""
