@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test test-quick bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Defends digits (embedded in scikit-learn) against BadNets; about a minute.
+demo: $(STAMP)
+	$(BIN)/python main.py --config configs/digits_badnets.py --workdir runs/digits_badnets
+
+# The whole suite (slow end-to-end tests included).
+test: $(STAMP)
+	$(BIN)/python -m pytest tests -q
+
+# The quick subset: everything but the tests marked slow.
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
