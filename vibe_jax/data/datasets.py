@@ -89,10 +89,19 @@ def _load_tfds(name: str, data_dir: str | None, num_classes: int) -> Dataset:
         + _TFDS_PREPARE_HINT.format(name=name, data_dir=data_dir)) from error
   arrays = {}
   for split, source in splits.items():
-    records = source.__getitems__(range(len(source)))
+    records = _read_all(source)
     arrays[split] = (np.stack([r["image"] for r in records]).astype(np.uint8),
                      np.asarray([r["label"] for r in records], np.int32))
   return Dataset(name, *arrays["train"], *arrays["test"], num_classes)
+
+
+def _read_all(source) -> list:
+  """All records of a tfds data source: one batched read (fast on array_record), or one
+  read per record where the source cannot batch (tfds's mock data)."""
+  try:
+    return source.__getitems__(list(range(len(source))))
+  except TypeError:
+    return [source[i] for i in range(len(source))]
 
 
 @DATASETS.register("cifar10")
