@@ -153,10 +153,17 @@ def test_batch_norm_train_updates_running_stats_like_pytorch_momentum_0_1() -> N
     assert not np.allclose(model(images), features, atol=1e-3)
 
 
-def test_view_gives_eval_mode_without_mutating() -> None:
-    model = ResNet("resnet18", stem="cifar", width=4, rngs=nnx.Rngs(0))
+def test_view_gives_eval_mode_graphdef_without_mutating() -> None:
+    """One state, two graphdefs: how a jitted train step and eval step share weights."""
+    model = _tiny_model_with_random_stats()
     eval_view = nnx.view(model, use_running_average=True)
     assert eval_view.bn1.use_running_average and not model.bn1.use_running_average
+    _, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
+    eval_graphdef, _, _ = nnx.split(eval_view, nnx.Param, nnx.BatchStat)
+    images = jax.random.normal(jax.random.key(4), (2, 8, 8, 3))
+    from_view = nnx.merge(eval_graphdef, params, batch_stats)(images)
+    model.eval()
+    np.testing.assert_array_equal(from_view, model(images))
 
 
 def test_bad_arguments_fail_with_known_names() -> None:
