@@ -30,6 +30,7 @@ __all__ = [
     "BasicBlock",
     "Bottleneck",
     "ResNet",
+    "check_args",
     "get_arch",
 ]
 
@@ -172,6 +173,17 @@ def get_arch(name: str) -> ArchSpec:
         ) from None
 
 
+def check_args(arch: str, stem: str, width: int) -> None:
+    """Fails early on an unknown arch or stem (listing the known ones) or a bad width."""
+    get_arch(arch)
+    if stem not in STEMS:
+        raise ValueError(f"unknown backbone stem {stem!r}; known stems: {list(STEMS)}")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(
+            f"backbone width must be a positive int (64 = standard), got {width!r}"
+        )
+
+
 class ResNet(nnx.Module):
     """ResNet trunk without the fc layer: float32 NHWC images -> (B, D) pooled features.
 
@@ -183,11 +195,8 @@ class ResNet(nnx.Module):
     def __init__(
         self, arch: str, *, stem: str = "cifar", width: int = 64, rngs: nnx.Rngs
     ):
+        check_args(arch, stem, width)
         spec = get_arch(arch)
-        if stem not in STEMS:
-            raise ValueError(f"unknown backbone stem {stem!r}; known stems: {list(STEMS)}")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"backbone width must be a positive int (64 = standard), got {width!r}")
         self.arch = arch
         self.stem = stem
         self.width = width
