@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from vibe_jax import convert
 from vibe_jax.models.resnet import ARCHITECTURES, STEMS
@@ -37,6 +37,8 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output if it exist
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
     try:
         report = convert.convert_torch_checkpoint(
             _INPUT.value,

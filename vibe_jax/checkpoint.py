@@ -54,8 +54,9 @@ def save_backbone(
 ) -> pathlib.Path:
     """Writes a backbone checkpoint atomically and returns its absolute path.
 
-    `state` is a nested mapping of arrays (a pure dict, or an `nnx.State` of plain values);
-    `model_config` must be JSON-serialisable, since it is what rebuilds the module.
+    `state` is a nested mapping of arrays (a pure dict, or an `nnx.State`); `model_config`
+    must be JSON-serialisable, since it is what rebuilds the module. Single-process: the
+    staging directory and rename are local file operations (conversion runs on one host).
     """
     directory = pathlib.Path(directory).absolute()
     if directory.exists() and not overwrite:
