@@ -323,3 +323,30 @@ def test_vibe_jax_import_path_does_not_import_torch() -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "backbone_prefix, other_keys",
+    [
+        ("module.encoder_q.", ["module.encoder_q.fc.0.weight", "module.encoder_k.conv1.weight"]),
+        ("module.encoder_q.backbone.", ["module.encoder_q.projector.weight", "module.queue"]),
+        ("encoder_q.", ["encoder_q.fc.weight", "encoder_k.conv1.weight", "queue"]),
+        ("module.backbone.", ["module.projector.0.weight", "module.momentum_backbone.conv1.weight"]),
+        ("backbone.", ["momentum_backbone.conv1.weight", "predictor2.0.weight", "queue_y"]),
+        ("module.", ["module.fc.weight", "module.fc.bias"]),
+        ("", ["fc.weight", "fc.bias"]),
+    ],
+)
+def test_backbone_prefix_per_layout(backbone_prefix: str, other_keys: list[str]) -> None:
+    """The layouts table in docs/conversion.md, on key names alone (no torch needed)."""
+    backbone_keys = ["conv1.weight", "bn1.running_var", "bn1.num_batches_tracked"]
+    state_dict = {f"{backbone_prefix}{key}": np.zeros((1,)) for key in backbone_keys}
+    state_dict.update({key: np.zeros((1,)) for key in other_keys})
+
+    split = convert.split_backbone(state_dict)
+
+    assert split.prefix == backbone_prefix
+    assert sorted(split.tensors) == ["bn1.running_var", "conv1.weight"]
+    assert split.dropped_keys == sorted(
+        [*other_keys, f"{backbone_prefix}bn1.num_batches_tracked"]
+    )
