@@ -216,12 +216,15 @@ def test_train_mode_matches_pytorch(torch, tmp_path: pathlib.Path) -> None:
     )
 
 
-def _numpy_state_dict(model) -> dict[str, np.ndarray]:
-    return {key: value.numpy() for key, value in model.state_dict().items()}
+def _resnet18_cifar_tensors(width: int = 8) -> dict[str, np.ndarray]:
+    """A width-8 CIFAR ResNet-18 state dict as numpy, num_batches_tracked split off."""
+    model = _torch_model("resnet18", "cifar", width)
+    state_dict = {key: value.numpy() for key, value in model.state_dict().items()}
+    return convert.split_backbone(state_dict).tensors
 
 
 def test_missing_key_error_lists_keys(torch) -> None:
-    tensors = convert.split_backbone(_numpy_state_dict(_torch_model("resnet18", "cifar", 8))).tensors
+    tensors = _resnet18_cifar_tensors()
     del tensors["layer1.0.bn1.running_var"]
     del tensors["layer4.1.conv2.weight"]
     with pytest.raises(StateMismatchError, match="missing") as error:
@@ -232,7 +235,7 @@ def test_missing_key_error_lists_keys(torch) -> None:
 
 
 def test_unexpected_key_error(torch) -> None:
-    tensors = convert.split_backbone(_numpy_state_dict(_torch_model("resnet18", "cifar", 8))).tensors
+    tensors = _resnet18_cifar_tensors()
     tensors["layer5.0.conv1.weight"] = np.zeros((8, 8, 3, 3), np.float32)
     tensors["layer1.0.bn1.some_buffer"] = np.zeros((8,), np.float32)
     with pytest.raises(StateMismatchError, match="unexpected") as error:
@@ -243,7 +246,7 @@ def test_unexpected_key_error(torch) -> None:
 
 def test_shape_mismatch_names_key_and_both_shapes(torch) -> None:
     """CIFAR-stem weights converted as an ImageNet-stem backbone: only the stem conv differs."""
-    tensors = convert.split_backbone(_numpy_state_dict(_torch_model("resnet18", "cifar", 8))).tensors
+    tensors = _resnet18_cifar_tensors()
     with pytest.raises(StateMismatchError) as error:
         convert.torch_to_flax(tensors, {"arch": "resnet18", "stem": "imagenet", "width": 8})
     assert error.value.mismatched == [
@@ -253,7 +256,7 @@ def test_shape_mismatch_names_key_and_both_shapes(torch) -> None:
 
 
 def test_wrong_arch_fails_with_full_lists(torch) -> None:
-    tensors = convert.split_backbone(_numpy_state_dict(_torch_model("resnet18", "cifar", 8))).tensors
+    tensors = _resnet18_cifar_tensors()
     with pytest.raises(StateMismatchError) as error:
         convert.torch_to_flax(tensors, {"arch": "resnet50", "stem": "cifar", "width": 8})
     assert "layer1.0.conv3.weight" in error.value.missing
@@ -263,7 +266,9 @@ def test_wrong_arch_fails_with_full_lists(torch) -> None:
     )
 
 
-def test_load_backbone_rejects_checkpoint_that_does_not_fit(torch, tmp_path: pathlib.Path) -> None:
+def test_load_backbone_rejects_a_checkpoint_that_does_not_fit(
+    torch, tmp_path: pathlib.Path
+) -> None:
     model = _torch_model("resnet18", "cifar", width=8)
     torch.save(model.state_dict(), tmp_path / "r18.pth")
     convert.convert_torch_checkpoint(
@@ -273,7 +278,8 @@ def test_load_backbone_rejects_checkpoint_that_does_not_fit(torch, tmp_path: pat
     metadata = json.loads(metadata_path.read_text())
     metadata["model_config"]["width"] = 16
     metadata_path.write_text(json.dumps(metadata))
-    with pytest.raises(StateMismatchError, match=r"conv1\.kernel: expected \(3, 3, 3, 16\), got \(3, 3, 3, 8\)"):
+    expected = r"conv1\.kernel: expected \(3, 3, 3, 16\), got \(3, 3, 3, 8\)"
+    with pytest.raises(StateMismatchError, match=expected):
         load_backbone(tmp_path / "backbone")
 
 
@@ -331,7 +337,7 @@ def test_vibe_jax_import_path_does_not_import_torch() -> None:
         ("module.encoder_q.", ["module.encoder_q.fc.0.weight", "module.encoder_k.conv1.weight"]),
         ("module.encoder_q.backbone.", ["module.encoder_q.projector.weight", "module.queue"]),
         ("encoder_q.", ["encoder_q.fc.weight", "encoder_k.conv1.weight", "queue"]),
-        ("module.backbone.", ["module.projector.0.weight", "module.momentum_backbone.conv1.weight"]),
+        ("module.backbone.", ["module.projector.0.weight", "module.momentum_backbone.bn1.bias"]),
         ("backbone.", ["momentum_backbone.conv1.weight", "predictor2.0.weight", "queue_y"]),
         ("module.", ["module.fc.weight", "module.fc.bias"]),
         ("", ["fc.weight", "fc.bias"]),
