@@ -4,7 +4,7 @@
   python main.py --config configs/digits_badnets.py:f --config.train.steps=500 --workdir DIR
 """
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vibe_jax import run
@@ -14,14 +14,21 @@ config_flags.DEFINE_config_file(
     "get_config. Override any field with --config.a.b=value.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for the resolved config, logs, caches and "
                     "results.json.")
-flags.DEFINE_enum("mode", "train", ["train"], "What to do.")
+flags.DEFINE_enum("mode", "train", ["train", "eval"],
+                  "train: train the baseline and VIBE (resuming from the workdir's "
+                  "checkpoints); eval: evaluate the workdir's saved models.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  run.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  if flags.FLAGS.mode == "eval":
+    run.evaluate_checkpoint(flags.FLAGS.config, flags.FLAGS.workdir)
+  else:
+    run.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
 if __name__ == "__main__":

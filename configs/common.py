@@ -22,6 +22,17 @@ def base_config() -> ml_collections.ConfigDict:
        "params": ml_collections.ConfigDict()})
   config.features = ml_collections.ConfigDict(
       {"extractor": "pixels", "backbone_checkpoint": "", "batch_size": 1024})
+  # The backbone a fine-tuned variant (ss_a, ss_f) starts from, or the `backbone` extractor
+  # uses: a vibe_jax backbone checkpoint (--mode pretrain or convert_torch_ckpt.py).
+  config.backbone = ml_collections.ConfigDict(
+      {"arch": "resnet18", "stem": "cifar", "width": 64, "checkpoint": ""})
+  # Leiden poison-cluster filter before EM: 'auto' = on for the SS variants.
+  config.filter = ml_collections.ConfigDict(
+      {"leiden": "auto", "num_neighbors": 50, "delta": 0.275, "seed": 0})
+  config.checkpoint = ml_collections.ConfigDict({"every": 1000})
+  # Devices: num_devices 0 = all; coordinator_address '' = one process, 'auto' = detect.
+  config.parallel = ml_collections.ConfigDict(
+      {"num_devices": 0, "coordinator_address": "", "num_processes": 1, "process_id": 0})
   config.vibe = ml_collections.ConfigDict(
       {"kappa": 10.0, "nu": 10.0, "prior_temperature": 0.02, "uniform_first_estep": True})
   config.estep = ml_collections.ConfigDict(

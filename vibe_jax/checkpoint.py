@@ -12,6 +12,12 @@ A backbone checkpoint is a directory:
 
 It is written into a temporary sibling directory and renamed into place, so a crash never
 leaves a half-written checkpoint under the final name.
+
+Training state (params, BatchNorm statistics, optimizer state, pseudo-labels, step, RNG) is
+saved by `TrainCheckpoints`, an orbax CheckpointManager: every N steps and at the end, each
+step written to a temporary directory and renamed when complete (a run killed mid-save
+resumes from the previous step). All processes call it; orbax lets only the primary write
+the shared metadata.
 """
 
 from __future__ import annotations
@@ -24,10 +30,17 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-__all__ = ["BACKBONE_FORMAT", "load_backbone_checkpoint", "save_backbone"]
+__all__ = [
+    "BACKBONE_FORMAT",
+    "CheckpointMismatchError",
+    "TrainCheckpoints",
+    "load_backbone_checkpoint",
+    "save_backbone",
+]
 
 BACKBONE_FORMAT = "vibe_jax.backbone"
 _BACKBONE_VERSION = 1
@@ -112,3 +125,71 @@ def load_backbone_checkpoint(
     with ocp.StandardCheckpointer() as checkpointer:
         state = checkpointer.restore(directory / _BACKBONE_STATE)
     return dict(metadata["model_config"]), state
+
+
+class CheckpointMismatchError(ValueError):
+    """A saved training state does not fit the model the config builds."""
+
+
+def _key_name(key: Any) -> str:
+    for attribute in ("key", "name", "idx"):
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
+
+
+def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
+    """Dotted leaf paths -> shapes, spelled alike for live pytrees and orbax metadata."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {
+        ".".join(_key_name(key) for key in path): tuple(getattr(leaf, "shape", ()))
+        for path, leaf in leaves
+    }
+
+
+class TrainCheckpoints:
+    """Periodic, atomic, resumable training-state checkpoints in one directory."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, save_every: int, keep: int = 2):
+        if save_every <= 0:
+            raise ValueError(f"checkpoint.every={save_every} must be positive.")
+        self.directory = pathlib.Path(directory).absolute()
+        self.save_every = save_every
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            item_handlers=ocp.StandardCheckpointHandler(),  # metadata readable in a new process
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=False
+            ),
+        )
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save(self, step: int, state: Any, *, force: bool = False) -> None:
+        """Saves at multiples of save_every (or always with `force`, e.g. the last step)."""
+        if force or step % self.save_every == 0:
+            if step not in self._manager.all_steps():
+                self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+    def restore(self, step: int, like: Any) -> Any:
+        """Restores `step` into the structure of `like`; a shape mismatch lists every entry."""
+        saved = _shapes_by_path(self._manager.item_metadata(step))
+        expected = _shapes_by_path(like)
+        problems = [
+            f"{path}: checkpoint {saved.get(path)} vs config {shape}"
+            for path, shape in expected.items()
+            if saved.get(path) != shape
+        ] + [f"{path}: only in the checkpoint" for path in saved if path not in expected]
+        if problems:
+            raise CheckpointMismatchError(
+                f"checkpoint {self.directory / str(step)} does not fit the model this config "
+                "builds (use the config it was trained with, or a fresh --workdir):\n  "
+                + "\n  ".join(problems[:20])
+                + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+            )
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def close(self) -> None:
+        self._manager.close()

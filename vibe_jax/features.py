@@ -34,9 +34,31 @@ def pixel_features(config: ml_collections.ConfigDict, train_images: np.ndarray) 
   return lambda images: images.reshape(len(images), -1).astype(np.float32) / 255.0 - mean
 
 
+@EXTRACTORS.register("backbone")
+def backbone_features(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
+  """Pooled features of the vibe_jax backbone checkpoint at config field backbone.checkpoint
+  (eval mode), on images normalised with the data set's mean / std."""
+  del train_images
+  from vibe_jax.models import load_backbone
+  from vibe_jax.run import INPUT_NORMALIZATION
+  if not config.backbone.checkpoint:
+    raise ValueError("features.extractor='backbone' needs backbone.checkpoint.")
+  forward = load_backbone(os.path.expanduser(config.backbone.checkpoint))
+  mean, std = (np.asarray(v, np.float32) for v in INPUT_NORMALIZATION.get(
+      config.dataset.name, INPUT_NORMALIZATION["digits"]))
+  batch = config.features.batch_size
+
+  def extract(images: np.ndarray) -> np.ndarray:
+    return np.concatenate([
+        np.asarray(forward((images[i:i + batch].astype(np.float32) / 255.0 - mean) / std))
+        for i in range(0, len(images), batch)])
+  return extract
+
+
 def make_extractor(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
   """The configured extractor (config field features.extractor), output L2-normalised."""
-  raw = EXTRACTORS.get(config.extractor, field="features.extractor")(config, train_images)
+  raw = EXTRACTORS.get(config.features.extractor, field="features.extractor")(config,
+                                                                               train_images)
   return lambda images: l2_normalize(np.asarray(raw(images), np.float32))
 
 

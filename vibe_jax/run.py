@@ -1,4 +1,4 @@
-"""Experiment entry points (main.py calls these): train a defended model and report."""
+"""Experiment entry points (main.py calls these): train a defended model, evaluate it."""
 
 from __future__ import annotations
 
@@ -6,20 +6,30 @@ import dataclasses
 import json
 import os
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
 from vibe_jax import features as features_lib
-from vibe_jax import metrics
-from vibe_jax.data import attacks
-from vibe_jax.data import datasets
+from vibe_jax import metrics, parallel
+from vibe_jax.data import attacks, augment, datasets
 from vibe_jax.em import loop
+from vibe_jax.filtering import filter_report, leiden_poison_filter
+from vibe_jax.models import load_backbone_model
 from vibe_jax.models.vibe import VibeHead, VibeModel, class_centroids
-from vibe_jax.variants import get_variant
+from vibe_jax.variants import Variant, get_variant
+
+# Per-channel mean / std of [0, 1] pixels that fine-tuned backbones are fed with.
+INPUT_NORMALIZATION = {
+    "digits": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,21 +41,54 @@ class Experiment:
   poisoned_test: attacks.PoisonedTestSet
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """Sharded training data, evaluation inputs, and how to build a fresh model."""
+  experiment: Experiment
+  variant: Variant
+  data: loop.TrainData
+  test_inputs: jax.Array
+  poisoned_inputs: jax.Array
+  new_model: Callable[[float], VibeModel]
+  augment: Callable | None
+  filter: dict | None
+
+  def evaluate(self, model: VibeModel) -> dict[str, float]:
+    test = self.experiment.poisoned_test
+    return metrics.defense_metrics(
+        loop.predict(model, self.test_inputs), self.experiment.dataset.test_labels,
+        loop.predict(model, self.poisoned_inputs), test.true_labels, test.attacker_labels)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Fails early, naming the field, before data is loaded or anything is compiled."""
-  get_variant(config.variant)
+  variant = get_variant(config.variant)
   datasets.DATASETS.get(config.dataset.name, field="dataset.name")
   attacks.ATTACKS.get(config.attack.name, field="attack.name")
-  features_lib.EXTRACTORS.get(config.features.extractor, field="features.extractor")
+  if not variant.finetune_backbone:
+    features_lib.EXTRACTORS.get(config.features.extractor, field="features.extractor")
+  elif not config.backbone.checkpoint:
+    raise ValueError(f"variant {config.variant!r} fine-tunes a backbone: set "
+                     "backbone.checkpoint to a vibe_jax backbone checkpoint (from --mode "
+                     "pretrain or convert_torch_ckpt.py).")
+  if config.filter.leiden not in ("auto", "on", "off"):
+    raise ValueError(f"filter.leiden={config.filter.leiden!r}; use 'auto', 'on' or 'off'.")
   if not 0.0 < config.attack.rate < 1.0:
     raise ValueError(f"attack.rate={config.attack.rate} must lie in (0, 1), e.g. 0.1.")
   positive = {"train.steps": config.train.steps, "train.batch_size": config.train.batch_size,
               "train.log_every": config.train.log_every,
               "train.eval_every": config.train.eval_every, "estep.period": config.estep.period,
-              "estep.lam": config.estep.lam, "baseline.steps": config.baseline.steps}
+              "estep.lam": config.estep.lam, "baseline.steps": config.baseline.steps,
+              "checkpoint.every": config.checkpoint.every}
   for field, value in positive.items():
     if not value > 0:
       raise ValueError(f"{field}={value} must be positive.")
+
+
+def setup_devices(config: ml_collections.ConfigDict) -> Mesh:
+  """Joins the multi-host job when configured, then builds the device mesh."""
+  parallel.initialize_distributed(config.parallel)
+  return parallel.make_mesh(config.parallel.num_devices or None)
 
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
@@ -64,81 +107,156 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
 
 def frozen_features(config: ml_collections.ConfigDict, experiment: Experiment,
                     workdir: str) -> dict[str, np.ndarray]:
-  """Train / clean-test / poisoned-test features, cached in the workdir."""
+  """Train / clean-test / poisoned-test features, cached in the workdir by process 0."""
   def compute():
-    extract = features_lib.make_extractor(config.features, experiment.poisoned_train.images)
+    extract = features_lib.make_extractor(config, experiment.poisoned_train.images)
     return {"train": extract(experiment.poisoned_train.images),
             "test": extract(experiment.dataset.test_images),
             "poisoned_test": extract(experiment.poisoned_test.images)}
+  if jax.process_index() != 0:
+    return compute()
   fingerprint = {key: config[key].to_dict() for key in ("dataset", "attack", "features")}
+  if config.features.extractor == "backbone":
+    fingerprint["backbone"] = config.backbone.checkpoint
   return features_lib.cached_features(os.path.join(workdir, "features.npz"), fingerprint,
                                       compute)
 
 
-def build_model(config: ml_collections.ConfigDict, train_features: jax.Array,
-                given_labels: jax.Array, num_classes: int, kappa: float) -> VibeModel:
-  """The VIBE head with mu_z and mu_y at the class centroids under the given labels."""
-  centroids = class_centroids(train_features, given_labels, num_classes)
-  head = VibeHead(num_classes, train_features.shape[-1], kappa=kappa,
-                  nu=config.vibe.nu, prior_temperature=config.vibe.prior_temperature,
-                  likelihood=get_variant(config.variant).likelihood,
-                  rngs=nnx.Rngs(config.seed), mu_z=centroids, mu_y=centroids)
-  return VibeModel(head)
+def _backbone_features(backbone: nnx.Module, images: np.ndarray, mean, std,
+                       batch_size: int) -> np.ndarray:
+  head_free = VibeModel(VibeHead(1, 1, kappa=1.0, nu=1.0, prior_temperature=1.0,
+                                 likelihood="a", rngs=nnx.Rngs(0)), backbone, mean, std)
+  fn = nnx.jit(lambda model, x: model.features(x, train=False))
+  return np.concatenate([np.asarray(fn(head_free, jnp.asarray(images[i:i + batch_size])))
+                         for i in range(0, len(images), batch_size)])
 
 
-def evaluate(model: VibeModel, test_inputs, test_labels, poisoned_inputs,
-             poisoned_experiment_set: attacks.PoisonedTestSet) -> dict[str, float]:
-  return metrics.defense_metrics(
-      loop.predict(model, test_inputs), test_labels,
-      loop.predict(model, poisoned_inputs), poisoned_experiment_set.true_labels,
-      poisoned_experiment_set.attacker_labels)
+def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prepared:
+  """Data set -> attack -> (cached features | images) -> optional Leiden filter -> shards."""
+  variant = get_variant(config.variant)
+  experiment = build_experiment(config)
+  train = experiment.poisoned_train
+  num_classes = experiment.dataset.num_classes
+  if variant.finetune_backbone:
+    mean, std = INPUT_NORMALIZATION.get(config.dataset.name, INPUT_NORMALIZATION["digits"])
+    load = lambda: load_backbone_model(os.path.expanduser(config.backbone.checkpoint))
+    train_features = _backbone_features(load(), train.images, mean, std,
+                                        config.features.batch_size)
+    train_inputs = train.images
+    test_inputs, poisoned_inputs = experiment.dataset.test_images, experiment.poisoned_test.images
+    augment_fn = augment.random_crop_flip
+  else:
+    feats = frozen_features(config, experiment, workdir)
+    train_features = train_inputs = feats["train"]
+    test_inputs, poisoned_inputs = feats["test"], feats["poisoned_test"]
+    load, mean, std, augment_fn = None, None, None, None
+
+  keep = np.ones(len(train.labels), bool)
+  report = None
+  if config.filter.leiden == "on" or (config.filter.leiden == "auto" and variant.leiden_filter):
+    result = leiden_poison_filter(train_features, num_classes,
+                                  num_neighbors=config.filter.num_neighbors,
+                                  delta=config.filter.delta, seed=config.filter.seed)
+    keep = result.keep_mask
+    report = filter_report(result, train.poison_mask)
+    print("Leiden filter: " + ", ".join(f"{k} {v}" for k, v in report.items()))
+  data = loop.shard_training_data(train_inputs[keep], train.labels[keep],
+                                  train.true_labels[keep], train.poison_mask[keep], mesh)
+  centroids = class_centroids(jnp.asarray(train_features[keep]), jnp.asarray(train.labels[keep]),
+                              num_classes)
+
+  def new_model(kappa: float) -> VibeModel:
+    head = VibeHead(num_classes, centroids.shape[-1], kappa=kappa, nu=config.vibe.nu,
+                    prior_temperature=config.vibe.prior_temperature,
+                    likelihood=variant.likelihood, rngs=nnx.Rngs(config.seed),
+                    mu_z=centroids, mu_y=centroids)
+    if load is None:
+      return VibeModel(head)
+    backbone = load()
+    backbone.train()
+    return VibeModel(head, backbone, mean, std)
+
+  return Prepared(experiment, variant, data, parallel.replicate(test_inputs, mesh),
+                  parallel.replicate(poisoned_inputs, mesh), new_model, augment_fn, report)
+
+
+class _Log:
+  """JSON lines in the workdir (process 0 only)."""
+
+  def __init__(self, path: str):
+    self._file = open(path, "a") if jax.process_index() == 0 else None
+
+  def writer(self, phase: str) -> Callable[[dict], None]:
+    def write(record: dict) -> None:
+      if self._file is not None:
+        self._file.write(json.dumps({"phase": phase, **record}) + "\n")
+        self._file.flush()
+    return write
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+
+
+def _phases(config: ml_collections.ConfigDict) -> list[tuple[str, str, int, float, object]]:
+  """(name, objective, steps, kappa, optimizer config) of each model the run trains."""
+  phases = [("baseline", "baseline", config.baseline.steps, config.baseline.kappa,
+             config.baseline)] if config.baseline.enabled else []
+  return phases + [("vibe", "vibe", config.train.steps, config.vibe.kappa, config.train)]
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Poisons the data, trains the undefended baseline and VIBE, writes results.json."""
+  """Poisons the data, trains the undefended baseline and VIBE, writes results.json.
+
+  Resumes each phase from its checkpoints in workdir/checkpoints/<phase>.
+  """
   validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  mesh = setup_devices(config)
   started = time.time()
-  experiment = build_experiment(config)
-  train = experiment.poisoned_train
-  feats = frozen_features(config, experiment, workdir)
-  train_features = jnp.asarray(feats["train"])
-  given = jnp.asarray(train.labels)
-  data = loop.TrainData(train_features, given, train.true_labels, train.poison_mask)
-  num_classes = experiment.dataset.num_classes
-  test_inputs, poisoned_inputs = jnp.asarray(feats["test"]), jnp.asarray(feats["poisoned_test"])
-  evaluate_fn = lambda model: evaluate(model, test_inputs, experiment.dataset.test_labels,
-                                       poisoned_inputs, experiment.poisoned_test)
-  log_path = os.path.join(workdir, "log.jsonl")
-  log_file = open(log_path, "w")
-
-  def logger(phase):
-    def log(record):
-      log_file.write(json.dumps({"phase": phase, **record}) + "\n")
-      log_file.flush()
-    return log
-
+  primary = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  if primary:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  prepared = prepare(config, workdir, mesh)
+  log = _Log(os.path.join(workdir, "log.jsonl"))
   results = {"config": {"dataset": config.dataset.name, "attack": config.attack.name,
                         "variant": config.variant}}
-  if config.baseline.enabled:
-    baseline_model = build_model(config, train_features, given, num_classes,
-                                 kappa=config.baseline.kappa)
-    baseline_model = loop.fit(baseline_model, data, config, objective="baseline",
-                              steps=config.baseline.steps, optimizer_config=config.baseline,
-                              log=logger("baseline"), desc="baseline")
-    results["baseline"] = evaluate_fn(baseline_model)
-  variant = get_variant(config.variant)
-  model = build_model(config, train_features, given, num_classes, kappa=config.vibe.kappa)
-  model = loop.fit(model, data, config, objective="vibe", steps=config.train.steps,
-                   optimizer_config=config.train, train_mu_y=variant.train_mu_y,
-                   evaluate=evaluate_fn, log=logger("vibe"), desc=f"vibe-{config.variant}")
-  results["vibe"] = evaluate_fn(model)
-  log_file.close()
+  if prepared.filter is not None:
+    results["leiden_filter"] = prepared.filter
+  for name, objective, steps, kappa, optimizer_config in _phases(config):
+    model = loop.fit(
+        prepared.new_model(kappa), prepared.data, config, objective=objective, steps=steps,
+        optimizer_config=optimizer_config, mesh=mesh,
+        checkpoint_dir=os.path.join(workdir, "checkpoints", name),
+        train_mu_y=prepared.variant.train_mu_y or objective == "baseline",
+        augment=prepared.augment, evaluate=prepared.evaluate if objective == "vibe" else None,
+        log=log.writer(name), desc=name if name == "baseline" else f"vibe-{config.variant}")
+    results[name] = prepared.evaluate(model)
+  log.close()
   results["seconds"] = round(time.time() - started, 1)
-  write_json_atomically(os.path.join(workdir, "results.json"), results)
-  print(format_results_table(results))
+  if primary:
+    write_json_atomically(os.path.join(workdir, "results.json"), results)
+    print(format_results_table(results))
+  return results
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """--mode eval: the saved models of `workdir` on the clean and the poisoned test sets."""
+  validate_config(config)
+  mesh = setup_devices(config)
+  prepared = prepare(config, workdir, mesh)
+  results = {"config": {"dataset": config.dataset.name, "attack": config.attack.name,
+                        "variant": config.variant}}
+  for name, objective, _, kappa, optimizer_config in _phases(config):
+    directory = os.path.join(workdir, "checkpoints", name)
+    model, step = loop.restore_model(prepared.new_model(kappa), prepared.data, directory,
+                                     optimizer_config,
+                                     prepared.variant.train_mu_y or objective == "baseline")
+    results[name] = {**prepared.evaluate(model), "step": step}
+  if jax.process_index() == 0:
+    write_json_atomically(os.path.join(workdir, "eval.json"), results)
+    print(format_results_table(results))
   return results
 
 

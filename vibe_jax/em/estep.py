@@ -31,23 +31,25 @@ class SinkhornResult(NamedTuple):
 @functools.partial(jax.jit, static_argnames=("threshold", "max_iterations", "fixed_iterations",
                                              "adaptive_momentum"))
 def sinkhorn_pseudo_labels(ln_p: jax.Array, prior: jax.Array, lam: float | jax.Array = 25.0,
-                           *, threshold: float = 1e-4, max_iterations: int = 10_001,
-                           fixed_iterations: bool = False, adaptive_momentum: bool = True
-                           ) -> tuple[jax.Array, SinkhornResult]:
+                           *, valid: jax.Array | None = None, threshold: float = 1e-4,
+                           max_iterations: int = 10_001, fixed_iterations: bool = False,
+                           adaptive_momentum: bool = True) -> tuple[jax.Array, SinkhornResult]:
   """Pseudo-labels (N,) int32 from ln P (N, C) and the class prior (C,), plus solver stats.
 
   `fixed_iterations=True` reproduces the reference exactly: 10,001 plain iterations, no
   convergence test. Otherwise Sinkhorn stops once the L1 marginal error is < `threshold`;
   `adaptive_momentum` (ott's over-relaxation with its momentum estimated after 50
   iterations) cuts the iterations on the peaked late-EM problems about tenfold.
+  `valid` (N,) bool marks real rows when N was padded to divide over devices: padded rows
+  get zero mass, which leaves the potentials of the real problem unchanged.
   A stop-gradient computation: nothing differentiates through it.
   """
   ln_p = jax.lax.stop_gradient(ln_p.astype(jnp.float32))
   prior = jax.lax.stop_gradient(prior.astype(jnp.float32))
   num_samples = ln_p.shape[0]
   geom = geometry.Geometry(cost_matrix=-ln_p, epsilon=1.0 / lam)
-  problem = linear_problem.LinearProblem(
-      geom, a=jnp.full((num_samples,), 1.0 / num_samples), b=prior / prior.sum())
+  weights = jnp.ones((num_samples,)) if valid is None else valid.astype(jnp.float32)
+  problem = linear_problem.LinearProblem(geom, a=weights / weights.sum(), b=prior / prior.sum())
   if fixed_iterations:
     solver = sinkhorn.Sinkhorn(threshold=-1.0, inner_iterations=1,
                                min_iterations=REFERENCE_FIXED_ITERATIONS,

@@ -1,7 +1,10 @@
 """The EM loop: an E-step every T iterations, compiled chunks of M-steps in between.
 
 The same loop trains the undefended baseline (objective 'baseline', no E-step), so the
-baseline and VIBE share features, head, optimiser and batches.
+baseline and VIBE share features, head, optimiser and batches. Training state is
+checkpointed every `checkpoint.every` iterations and at the end; a restarted run resumes
+from the last checkpoint and, since batches and augmentations are pure functions of
+(seed, step), ends where an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -17,19 +20,39 @@ import ml_collections
 import numpy as np
 import tqdm
 from flax import nnx
+from jax.sharding import Mesh
 
-from vibe_jax import metrics
+from vibe_jax import metrics, parallel
+from vibe_jax.checkpoint import TrainCheckpoints
 from vibe_jax.em import estep, mstep
 from vibe_jax.models.vibe import VibeModel
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainData:
-  """Training inputs (features or images) with given labels; truth kept for diagnostics."""
+  """Training inputs (features or images) and given labels, padded to divide over the
+  devices and sharded on rows; the first `num_valid` rows are real. The true labels and
+  the poison mask (host arrays, real rows only) serve the diagnostics."""
   inputs: jax.Array
   given_labels: jax.Array
+  num_valid: int
   true_labels: np.ndarray
   poison_mask: np.ndarray
+
+  @property
+  def valid(self) -> jax.Array:
+    return jnp.arange(self.inputs.shape[0]) < self.num_valid
+
+
+def shard_training_data(inputs: np.ndarray, given_labels: np.ndarray, true_labels: np.ndarray,
+                        poison_mask: np.ndarray, mesh: Mesh) -> TrainData:
+  """Pads the rows to a multiple of the device count and shards them over the mesh."""
+  num_valid = len(given_labels)
+  padded = parallel.padded_length(num_valid, mesh)
+  pad = lambda a: np.concatenate([a, np.repeat(a[-1:], padded - num_valid, axis=0)])
+  return TrainData(parallel.shard_rows(pad(inputs), mesh),
+                   parallel.shard_rows(pad(given_labels.astype(np.int32)), mesh),
+                   num_valid, np.asarray(true_labels), np.asarray(poison_mask, bool))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -63,7 +86,7 @@ def predict(model: VibeModel, inputs: jax.Array, batch_size: int = 1024) -> np.n
   """Defended predictions argmax_l ln p(l | x), BatchNorm in eval mode."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   fn = lambda x: _predict_batch(graphdef, params, rest, x)
-  return np.asarray(_batched(fn, min(batch_size, inputs.shape[0]), inputs))
+  return parallel.to_host(_batched(fn, min(batch_size, inputs.shape[0]), inputs))
 
 
 def ln_joint(model: VibeModel, inputs: jax.Array, given_labels: jax.Array,
@@ -76,28 +99,40 @@ def ln_joint(model: VibeModel, inputs: jax.Array, given_labels: jax.Array,
 
 def run_estep(model: VibeModel, data: TrainData, config: ml_collections.ConfigDict,
               first: bool) -> tuple[jax.Array, dict]:
-  """Pseudo-labels for the whole training set and their diagnostics."""
+  """Pseudo-labels for the whole training set (padding rows included) and diagnostics."""
   uniform = first and config.vibe.uniform_first_estep
   ln_p = ln_joint(model, data.inputs, data.given_labels, uniform, config.features.batch_size)
   prior = jnp.exp(model.head.ln_prior())
   labels, solver = estep.sinkhorn_pseudo_labels(
-      ln_p, prior, config.estep.lam, threshold=config.estep.threshold,
+      ln_p, prior, config.estep.lam, valid=data.valid, threshold=config.estep.threshold,
       max_iterations=config.estep.max_iterations,
       fixed_iterations=config.estep.fixed_iterations,
       adaptive_momentum=config.estep.adaptive_momentum)
-  record = metrics.pseudo_label_diagnostics(np.asarray(labels), np.asarray(data.given_labels),
-                                            data.true_labels, data.poison_mask)
+  host_labels = parallel.to_host(labels)[:data.num_valid]
+  given = parallel.to_host(data.given_labels)[:data.num_valid]
+  record = metrics.pseudo_label_diagnostics(host_labels, given, data.true_labels,
+                                            data.poison_mask)
   record.update(sinkhorn_iterations=int(solver.iterations),
                 sinkhorn_error=float(solver.marginal_error))
   return labels, record
 
 
+def _schedule(start: int, steps: int, *periods: float) -> list[int]:
+  """Chunk boundaries: every multiple of each period in [start, steps), plus both ends."""
+  points = {start, steps}
+  for period in periods:
+    if period and math.isfinite(period):
+      points.update(range(-(-start // period) * period, steps, int(period)))
+  return sorted(points)
+
+
 def fit(model: VibeModel, data: TrainData, config: ml_collections.ConfigDict, *,
         objective: str, steps: int, optimizer_config: ml_collections.ConfigDict,
-        train_mu_y: bool = True, augment: Callable | None = None,
+        mesh: Mesh, checkpoint_dir: str | None = None, train_mu_y: bool = True,
+        augment: Callable | None = None,
         evaluate: Callable[[VibeModel], dict] | None = None,
         log: Callable[[dict], None] = lambda record: None, desc: str = "") -> VibeModel:
-  """Trains `model` in place for `steps` iterations and returns it.
+  """Trains `model` for `steps` iterations (resuming from `checkpoint_dir`) and returns it.
 
   objective 'vibe': EM with an E-step every config.estep.period iterations (the first at
   iteration 0); 'baseline': cross-entropy on the given labels. `log` receives one record
@@ -105,41 +140,85 @@ def fit(model: VibeModel, data: TrainData, config: ml_collections.ConfigDict, *,
   """
   if objective not in mstep.OBJECTIVES:
     raise ValueError(f"objective {objective!r} is not one of {mstep.OBJECTIVES}.")
-  num_samples = data.inputs.shape[0]
   batch_size = config.train.batch_size
-  if batch_size > num_samples:
-    raise ValueError(f"train.batch_size={batch_size} exceeds the {num_samples} training "
+  if batch_size > data.num_valid:
+    raise ValueError(f"train.batch_size={batch_size} exceeds the {data.num_valid} training "
                      "samples; lower train.batch_size.")
+  parallel.check_batch_divides(batch_size, mesh, "train.batch_size")
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   optimizer = mstep.make_optimizer(optimizer_config, params, train_mu_y)
-  opt_state = optimizer.init(params)
-  key = jax.random.key(config.seed)
+  params, rest = parallel.replicate_tree((params, rest), mesh)
+  opt_state = parallel.replicate_tree(optimizer.init(params), mesh)
+  key = jax.random.wrap_key_data(parallel.replicate(
+      np.asarray(jax.random.key_data(jax.random.key(config.seed))), mesh))
   pseudo_labels = data.given_labels
-  period = config.estep.period if objective == "vibe" else math.inf
-  events = sorted({steps} | {s for s in range(0, steps, config.train.log_every)}
-                  | ({s for s in range(0, steps, period)} if objective == "vibe" else set())
-                  | ({s for s in range(0, steps, config.train.eval_every)} if evaluate else set()))
-  with tqdm.tqdm(total=steps, desc=desc, unit="it", dynamic_ncols=True) as bar:
-    for start, stop in zip(events[:-1], events[1:]):
-      if objective == "vibe" and start % period == 0:
-        model = nnx.merge(graphdef, params, rest)
-        pseudo_labels, record = run_estep(model, data, config, first=start == 0)
-        log({"step": start, "kind": "estep", **record})
-        bar.write(f"E-step @ {start}: " + ", ".join(
+  start = 0
+  checkpoints = None
+  if checkpoint_dir is not None:
+    checkpoints = TrainCheckpoints(checkpoint_dir, save_every=config.checkpoint.every)
+    latest = checkpoints.latest_step()
+    if latest is not None:
+      state = checkpoints.restore(latest, _train_state(params, rest, opt_state, pseudo_labels,
+                                                       latest, key))
+      params, rest, opt_state = state["params"], state["rest"], state["opt_state"]
+      pseudo_labels, start = state["pseudo_labels"], int(state["step"])
+      key = jax.random.wrap_key_data(state["key"])
+      print(f"{desc}: resumed from the checkpoint at iteration {start}")
+  is_vibe = objective == "vibe"
+  period = config.estep.period if is_vibe else math.inf
+  events = _schedule(start, steps, config.train.log_every, period,
+                     config.train.eval_every if evaluate else math.inf,
+                     config.checkpoint.every if checkpoints else math.inf)
+  batch_sharding = parallel.data_sharded(mesh)
+  with tqdm.tqdm(total=steps, initial=start, desc=desc, unit="it", dynamic_ncols=True) as bar:
+    for begin, stop in zip(events[:-1], events[1:]):
+      if is_vibe and begin % period == 0:
+        pseudo_labels, record = run_estep(nnx.merge(graphdef, params, rest), data, config,
+                                          first=begin == 0)
+        log({"step": begin, "kind": "estep", **record})
+        bar.write(f"E-step @ {begin}: " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
-      if evaluate is not None and start % config.train.eval_every == 0 and start:
-        log({"step": start, "kind": "eval", **evaluate(nnx.merge(graphdef, params, rest))})
+      if evaluate is not None and begin % config.train.eval_every == 0 and begin:
+        log({"step": begin, "kind": "eval", **evaluate(nnx.merge(graphdef, params, rest))})
       params, rest, opt_state, loss = mstep.train_steps(
           graphdef, params, rest, opt_state, inputs=data.inputs, given_labels=data.given_labels,
-          pseudo_labels=pseudo_labels, key=key, first_step=jnp.asarray(start),
-          num_steps=jnp.asarray(stop - start), optimizer=optimizer, objective=objective,
-          batch_size=batch_size, augment=augment)
+          pseudo_labels=pseudo_labels, key=key, first_step=jnp.asarray(begin),
+          num_steps=jnp.asarray(stop - begin), optimizer=optimizer, objective=objective,
+          batch_size=batch_size, num_samples=data.num_valid, augment=augment,
+          batch_sharding=batch_sharding)
       loss = float(loss)
       if not math.isfinite(loss):
         raise FloatingPointError(
-            f"{desc} loss became {loss} between iterations {start} and {stop}; lower the "
+            f"{desc} loss became {loss} between iterations {begin} and {stop}; lower the "
             "learning rate (train.lr / train.prior_lr) or check the features for NaN/inf.")
       log({"step": stop, "kind": "train", "loss": loss})
       bar.set_postfix(loss=f"{loss:.4f}")
-      bar.update(stop - start)
+      bar.update(stop - begin)
+      if checkpoints is not None:
+        checkpoints.save(stop, _train_state(params, rest, opt_state, pseudo_labels, stop, key),
+                         force=stop == steps)
+  if checkpoints is not None:
+    checkpoints.close()
   return nnx.merge(graphdef, params, rest)
+
+
+def _train_state(params, rest, opt_state, pseudo_labels, step, key) -> dict:
+  return {"params": params, "rest": rest, "opt_state": opt_state,
+          "pseudo_labels": pseudo_labels, "step": step, "key": jax.random.key_data(key)}
+
+
+def restore_model(model: VibeModel, data: TrainData, checkpoint_dir: str,
+                  optimizer_config: ml_collections.ConfigDict,
+                  train_mu_y: bool = True) -> tuple[VibeModel, int]:
+  """`model` with the params and BatchNorm statistics of the latest checkpoint, and its step."""
+  checkpoints = TrainCheckpoints(checkpoint_dir, save_every=1)
+  latest = checkpoints.latest_step()
+  if latest is None:
+    raise FileNotFoundError(f"No training checkpoint in {checkpoint_dir}; train first "
+                            "(--mode train) with the same --workdir.")
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  opt_state = mstep.make_optimizer(optimizer_config, params, train_mu_y).init(params)
+  state = checkpoints.restore(latest, _train_state(params, rest, opt_state, data.given_labels,
+                                                   latest, jax.random.key(0)))
+  checkpoints.close()
+  return nnx.merge(graphdef, state["params"], state["rest"]), latest

@@ -61,34 +61,41 @@ def objective_loss(model: nnx.Module, inputs: jax.Array, given_labels: jax.Array
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "optimizer", "objective", "batch_size",
-                                             "augment"), donate_argnames=("params", "rest", "opt_state"))
+                                             "num_samples", "augment", "batch_sharding"),
+                   donate_argnames=("params", "rest", "opt_state"))
 def train_steps(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State,
                 opt_state: optax.OptState, *, inputs: jax.Array, given_labels: jax.Array,
                 pseudo_labels: jax.Array, key: jax.Array, first_step: jax.Array,
                 num_steps: jax.Array, optimizer: optax.GradientTransformation, objective: str,
-                batch_size: int, augment: Callable | None = None):
+                batch_size: int, num_samples: int | None = None, augment: Callable | None = None,
+                batch_sharding: jax.sharding.Sharding | None = None):
   """Runs `num_steps` M-steps from `first_step` in one compiled loop.
 
-  `num_steps` is traced (no recompilation per chunk length). Returns the new state and
-  the mean loss over the chunk.
+  `num_steps` is traced (no recompilation per chunk length). Batches are drawn from the
+  first `num_samples` rows (the rest is padding that makes N divide over the devices) and
+  laid out on `batch_sharding`. Returns the new state and the mean loss over the chunk.
   """
-  num_samples = inputs.shape[0]
+  num_samples = inputs.shape[0] if num_samples is None else num_samples
+  augment_key = jax.random.split(key)[0]  # a stream apart from the batch draws
 
   def step_fn(i, carry):
     params, rest, opt_state, loss_sum = carry
     step = first_step + i
     indices = batch_indices(key, step, num_samples, batch_size)
     batch = inputs[indices]
+    if batch_sharding is not None:
+      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
     if augment is not None:
-      batch = augment(jax.random.fold_in(jax.random.fold_in(key, -1), step), batch)
+      batch = augment(jax.random.fold_in(augment_key, step), batch)
 
-    def loss_fn(params):
-      model = nnx.merge(graphdef, params, rest)
+    def loss_fn(params, rest):
+      # copy=True: fresh Variables in this trace, so BatchNorm may update its statistics.
+      model = nnx.merge(graphdef, params, rest, copy=True)
       loss = objective_loss(model, batch, given_labels[indices], pseudo_labels[indices],
                             objective)
       return loss, nnx.state(model, nnx.Not(nnx.Param))
 
-    (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), rest, opt_state, loss_sum + loss
 

@@ -1,0 +1,174 @@
+"""Checkpoint/resume, eval mode, shape-mismatch errors, and multi-device equivalence."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HELPER = os.path.join(ROOT, "tests", "helpers", "run_digits.py")
+SMALL = ["--config.train.steps=300", "--config.baseline.steps=200", "--config.estep.period=100",
+         "--config.train.batch_size=64", "--config.train.log_every=50"]
+
+
+def run_helper(workdir, overrides, devices=1, env=None, **kwargs):
+  environment = {**os.environ, "JAX_PLATFORMS": "cpu",
+                 "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", **(env or {})}
+  return subprocess.Popen([sys.executable, HELPER, str(workdir), *overrides], cwd=ROOT,
+                          env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, **kwargs)
+
+
+def result_of(process, timeout=900):
+  out, err = process.communicate(timeout=timeout)
+  assert process.returncode == 0, err[-4000:]
+  line = [l for l in out.splitlines() if l.startswith("RESULT ")][-1]
+  return json.loads(line.removeprefix("RESULT ")), out + err
+
+
+def main_py(*args):
+  done = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=900, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  return done
+
+
+def test_one_and_eight_devices_agree(tmp_path):
+  one, _ = result_of(run_helper(tmp_path / "one", SMALL, devices=1))
+  eight, _ = result_of(run_helper(tmp_path / "eight", SMALL, devices=8))
+  for name in ("baseline", "vibe"):
+    for metric in ("acc", "asr", "ra"):
+      assert one["results"][name][metric] == pytest.approx(eight["results"][name][metric],
+                                                          abs=2e-3)
+  pairs = list(zip(one["log"], eight["log"]))
+  assert len(pairs) == len(one["log"]) == len(eight["log"])
+  for a, b in pairs:
+    assert a["kind"] == b["kind"] and a["step"] == b["step"]
+    if a["kind"] == "train":
+      assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5)
+    if a["kind"] == "estep":
+      for key in ("agree_given", "agree_true", "poison_restored"):
+        assert a[key] == pytest.approx(b[key], abs=1e-3)  # at most one label in 1,258
+
+
+def test_batch_that_does_not_divide_over_devices(tmp_path):
+  process = run_helper(tmp_path, SMALL + ["--config.train.batch_size=60"], devices=8)
+  _, err = process.communicate(timeout=600)
+  assert process.returncode != 0
+  assert "train.batch_size=60 does not divide over 8 devices" in err
+
+
+SHARDED_ESTEP = r"""
+import numpy as np, jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from vibe_jax.em.estep import sinkhorn_pseudo_labels
+rng = np.random.default_rng(0)
+ln_p = np.log(rng.dirichlet(np.full(7, 0.4), size=4000)).astype(np.float32)
+prior = rng.dirichlet(np.full(7, 5.0)).astype(np.float32)
+mesh = jax.make_mesh((8,), ("data",))
+sharded = jax.device_put(ln_p, NamedSharding(mesh, P("data")))
+a, _ = sinkhorn_pseudo_labels(jnp.asarray(ln_p), jnp.asarray(prior))
+b, _ = sinkhorn_pseudo_labels(sharded, jnp.asarray(prior))
+print("AGREE", float(np.mean(np.asarray(a) == np.asarray(b))), len(b.sharding.device_set))
+"""
+
+
+def test_estep_on_sharded_features():
+  done = subprocess.run([sys.executable, "-c", SHARDED_ESTEP], cwd=ROOT, capture_output=True,
+                        text=True, timeout=600,
+                        env={**os.environ, "JAX_PLATFORMS": "cpu",
+                             "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert done.returncode == 0, done.stderr[-3000:]
+  agree = [l for l in done.stdout.splitlines() if l.startswith("AGREE")][0].split()
+  assert float(agree[1]) >= 0.9995
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+  single, _ = result_of(run_helper(tmp_path / "single", SMALL, devices=4))
+  port = free_port()
+  workdir = tmp_path / "multi"
+  processes = [
+      run_helper(workdir, SMALL + [f"--config.parallel.coordinator_address=127.0.0.1:{port}",
+                                   "--config.parallel.num_processes=2",
+                                   f"--config.parallel.process_id={rank}"], devices=2)
+      for rank in range(2)]
+  outputs = [p.communicate(timeout=900) for p in processes]
+  for process, (_, err) in zip(processes, outputs):
+    assert process.returncode == 0, err[-4000:]
+  line = [l for l in outputs[0][0].splitlines() if l.startswith("RESULT ")][-1]
+  multi = json.loads(line.removeprefix("RESULT "))
+  assert not any(l.startswith("RESULT ") for l in outputs[1][0].splitlines())  # only rank 0
+  for name in ("baseline", "vibe"):
+    for metric in ("acc", "asr", "ra"):
+      assert multi["results"][name][metric] == pytest.approx(single["results"][name][metric],
+                                                            abs=2e-3)
+  for a, b in zip(single["log"], multi["log"]):
+    if a["kind"] == "estep":
+      for key in ("agree_given", "agree_true", "poison_restored"):
+        assert a[key] == pytest.approx(b[key], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+  overrides = ["--config.train.steps=3000", "--config.baseline.steps=200",
+               "--config.estep.period=250", "--config.checkpoint.every=200",
+               "--config.train.log_every=50"]
+  reference, _ = result_of(run_helper(tmp_path / "reference", overrides))
+  workdir = tmp_path / "killed"
+  process = run_helper(workdir, overrides, start_new_session=True)
+  deadline = time.time() + 600
+  target = workdir / "checkpoints" / "vibe" / "600"
+  while not target.exists() and process.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  assert process.poll() is None, "the run ended before it could be killed"
+  os.killpg(process.pid, signal.SIGKILL)
+  process.wait()
+  assert not (workdir / "results.json").exists()
+  resumed, output = result_of(run_helper(workdir, overrides))
+  assert "resumed from the checkpoint at iteration" in output
+  step = int(output.split("vibe-f: resumed from the checkpoint at iteration ")[1].split()[0])
+  assert 600 <= step < 3000
+  for name in ("baseline", "vibe"):
+    assert resumed["results"][name] == reference["results"][name]
+
+  # --mode eval reproduces the metrics stored at the end of training.
+  done = main_py("--config", "configs/digits_badnets.py:f", f"--workdir={workdir}", "--mode=eval",
+                 *overrides)
+  assert done.returncode == 0, done.stderr[-3000:]
+  evaluated = json.loads((workdir / "eval.json").read_text())
+  stored = json.loads((workdir / "results.json").read_text())
+  for name in ("baseline", "vibe"):
+    for metric in ("acc", "asr", "ra"):
+      assert evaluated[name][metric] == stored[name][metric]
+
+
+def test_checkpoint_that_does_not_fit_is_a_clear_error(tmp_path):
+  from flax import nnx
+
+  from vibe_jax.checkpoint import save_backbone
+  from vibe_jax.models import backbone_config, build_backbone
+  workdir = tmp_path / "run"
+  common = ["--config", "configs/digits_badnets.py", f"--workdir={workdir}",
+            "--config.train.steps=20", "--config.baseline.enabled=False",
+            "--config.estep.period=10"]
+  assert main_py(*common).returncode == 0
+  backbone = tmp_path / "backbone"
+  save_backbone(backbone, backbone_config("resnet18", "cifar", 4),
+                nnx.state(build_backbone("resnet18", "cifar", 4)))
+  done = main_py(*common, "--mode=eval", "--config.features.extractor=backbone",
+                 f"--config.backbone.checkpoint={backbone}")
+  assert done.returncode != 0
+  assert "does not fit the model this config builds" in done.stderr
+  assert "params.head.mu_z.value: checkpoint (10, 3072) vs config (10, 32)" in done.stderr
