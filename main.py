@@ -14,9 +14,10 @@ config_flags.DEFINE_config_file(
     "get_config. Override any field with --config.a.b=value.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for the resolved config, logs, caches and "
                     "results.json.")
-flags.DEFINE_enum("mode", "train", ["train", "eval"],
+flags.DEFINE_enum("mode", "train", ["train", "eval", "extract"],
                   "train: train the baseline and VIBE (resuming from the workdir's "
-                  "checkpoints); eval: evaluate the workdir's saved models.")
+                  "checkpoints); eval: evaluate the workdir's saved models; extract: write "
+                  "the frozen features and labels to WORKDIR/features_file.npz.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -27,6 +28,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   if flags.FLAGS.mode == "eval":
     run.evaluate_checkpoint(flags.FLAGS.config, flags.FLAGS.workdir)
+  elif flags.FLAGS.mode == "extract":
+    run.extract_features(flags.FLAGS.config, flags.FLAGS.workdir)
   else:
     run.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 

@@ -6,7 +6,8 @@ Needs CIFAR-10 prepared for tfds (array_record) in dataset.data_dir:
       --workdir runs/cifar10_badnets
 
 Reference schedule (VIBE_SPEC.md section 2): 30,000 iterations, E-step every 1,000, batch 256,
-SGD lr 1e-3 (prior 0.1), kappa = nu = 10.
+SGD lr 1e-3 (prior 0.1), kappa = nu = 10; FM variants (fm_a, fm_f): 15,000 iterations, E-step
+every 500, batch 1024, lr 0.01. Variants ss_a / ss_f need --config.backbone.checkpoint.
 """
 
 from configs import common
@@ -18,4 +19,4 @@ def get_config(variant: str = common.DEFAULT_VARIANT):
   config.dataset.name = "cifar10"
   config.dataset.data_dir = "~/tensorflow_datasets"
   common.set_attack(config, "badnets")
-  return config
+  return common.reference_schedule(config)

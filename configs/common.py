@@ -21,7 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
       {"name": "badnets", "rate": 0.1, "target": 0, "label_mode": "all_to_one", "seed": 0,
        "params": ml_collections.ConfigDict()})
   config.features = ml_collections.ConfigDict(
-      {"extractor": "pixels", "backbone_checkpoint": "", "batch_size": 1024})
+      {"extractor": "pixels", "file": "", "batch_size": 1024})
   # The backbone a fine-tuned variant (ss_a, ss_f) starts from, or the `backbone` extractor
   # uses: a vibe_jax backbone checkpoint (--mode pretrain or convert_torch_ckpt.py).
   config.backbone = ml_collections.ConfigDict(
@@ -70,4 +70,17 @@ def digits_config(variant: str) -> ml_collections.ConfigDict:
   config.train.lr = 0.01
   config.train.eval_every = 500
   config.estep.period = 250
+  return config
+
+
+def reference_schedule(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The reference's EM schedule for the config's variant (VIBE_SPEC.md section 2):
+  FM variants: lr 0.01, 15,000 iterations, T = 500, batch 1024, eval every 500;
+  the others: lr 1e-3, 30,000 iterations, T = 1,000, batch 256."""
+  if config.variant.startswith("fm"):
+    config.train.update({"lr": 0.01, "steps": 15000, "batch_size": 1024, "eval_every": 500})
+    config.estep.period = 500
+  else:
+    config.train.update({"lr": 1e-3, "steps": 30000, "batch_size": 256, "eval_every": 1000})
+    config.estep.period = 1000
   return config

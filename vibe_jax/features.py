@@ -75,3 +75,58 @@ def cached_features(cache_path: str, fingerprint: dict, compute: Callable[[], di
   np.savez(temporary, fingerprint=key, **arrays)
   os.replace(temporary, cache_path)
   return arrays
+
+
+# A features file: frozen features with their labels, for the FM variants. Any model's
+# features can be used; `python main.py --mode extract` writes one from a vibe_jax backbone.
+FEATURE_FILE_ARRAYS = {
+    "train_features": 2, "train_labels": 1,                     # given (possibly poisoned)
+    "test_features": 2, "test_labels": 1,                       # clean test set
+    "poisoned_test_features": 2, "poisoned_test_labels": 1,     # true labels
+    "poisoned_test_targets": 1,                                 # the attacker's labels
+}
+OPTIONAL_FEATURE_FILE_ARRAYS = {"train_true_labels": 1, "train_poison_mask": 1}
+
+
+def save_feature_file(path: str, arrays: dict[str, np.ndarray]) -> None:
+  """Writes a features file atomically (temporary file, then rename)."""
+  check_feature_arrays(arrays, path)
+  temporary = path + ".tmp.npz"
+  np.savez(temporary, **arrays)
+  os.replace(temporary, path)
+
+
+def load_feature_file(path: str) -> dict[str, np.ndarray]:
+  """Reads and checks a features file; features come back L2-normalised, as always."""
+  path = os.path.expanduser(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"features.file={path!r} does not exist; write one with "
+                            "`python main.py --mode extract` or from your own model.")
+  with np.load(path) as stored:
+    arrays = {name: stored[name] for name in stored.files}
+  check_feature_arrays(arrays, path)
+  for name in ("train_features", "test_features", "poisoned_test_features"):
+    arrays[name] = l2_normalize(arrays[name].astype(np.float32))
+  return arrays
+
+
+def check_feature_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
+  missing = sorted(set(FEATURE_FILE_ARRAYS) - set(arrays))
+  if missing:
+    raise ValueError(f"features file {source} lacks {missing}; it needs "
+                     f"{sorted(FEATURE_FILE_ARRAYS)} (optional: "
+                     f"{sorted(OPTIONAL_FEATURE_FILE_ARRAYS)}).")
+  for name, ndim in {**FEATURE_FILE_ARRAYS, **OPTIONAL_FEATURE_FILE_ARRAYS}.items():
+    if name in arrays and arrays[name].ndim != ndim:
+      raise ValueError(f"features file {source}: {name} has shape {arrays[name].shape}, "
+                       f"expected {ndim} dimension(s).")
+  same_rows = [("train_features", "train_labels", "train_true_labels", "train_poison_mask"),
+               ("test_features", "test_labels"),
+               ("poisoned_test_features", "poisoned_test_labels", "poisoned_test_targets")]
+  for names in same_rows:
+    rows = {name: len(arrays[name]) for name in names if name in arrays}
+    if len(set(rows.values())) != 1:
+      raise ValueError(f"features file {source}: row counts differ: {rows}.")
+  dims = {arrays[f"{s}_features"].shape[1] for s in ("train", "test", "poisoned_test")}
+  if len(dims) != 1:
+    raise ValueError(f"features file {source}: feature dimensions differ across splits {dims}.")

@@ -43,21 +43,23 @@ class Experiment:
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-  """Sharded training data, evaluation inputs, and how to build a fresh model."""
-  experiment: Experiment
+  """Sharded training data, evaluation sets, and how to build a fresh model."""
   variant: Variant
   data: loop.TrainData
   test_inputs: jax.Array
+  test_labels: np.ndarray
   poisoned_inputs: jax.Array
+  poisoned_true_labels: np.ndarray
+  attacker_labels: np.ndarray
   new_model: Callable[[float], VibeModel]
   augment: Callable | None
   filter: dict | None
 
   def evaluate(self, model: VibeModel) -> dict[str, float]:
-    test = self.experiment.poisoned_test
     return metrics.defense_metrics(
-        loop.predict(model, self.test_inputs), self.experiment.dataset.test_labels,
-        loop.predict(model, self.poisoned_inputs), test.true_labels, test.attacker_labels)
+        loop.predict(model, self.test_inputs), self.test_labels,
+        loop.predict(model, self.poisoned_inputs), self.poisoned_true_labels,
+        self.attacker_labels)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -66,7 +68,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   datasets.DATASETS.get(config.dataset.name, field="dataset.name")
   attacks.ATTACKS.get(config.attack.name, field="attack.name")
   if not variant.finetune_backbone:
-    features_lib.EXTRACTORS.get(config.features.extractor, field="features.extractor")
+    if not config.features.file:
+      features_lib.EXTRACTORS.get(config.features.extractor, field="features.extractor")
   elif not config.backbone.checkpoint:
     raise ValueError(f"variant {config.variant!r} fine-tunes a backbone: set "
                      "backbone.checkpoint to a vibe_jax backbone checkpoint (from --mode "
@@ -107,15 +110,21 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
 
 def frozen_features(config: ml_collections.ConfigDict, experiment: Experiment,
                     workdir: str) -> dict[str, np.ndarray]:
-  """Train / clean-test / poisoned-test features, cached in the workdir by process 0."""
+  """Features and labels in the features-file layout (features.FEATURE_FILE_ARRAYS),
+  cached in the workdir by process 0."""
   def compute():
-    extract = features_lib.make_extractor(config, experiment.poisoned_train.images)
-    return {"train": extract(experiment.poisoned_train.images),
-            "test": extract(experiment.dataset.test_images),
-            "poisoned_test": extract(experiment.poisoned_test.images)}
+    train, test = experiment.poisoned_train, experiment.poisoned_test
+    extract = features_lib.make_extractor(config, train.images)
+    return {"train_features": extract(train.images), "train_labels": train.labels,
+            "train_true_labels": train.true_labels, "train_poison_mask": train.poison_mask,
+            "test_features": extract(experiment.dataset.test_images),
+            "test_labels": experiment.dataset.test_labels,
+            "poisoned_test_features": extract(test.images),
+            "poisoned_test_labels": test.true_labels, "poisoned_test_targets": test.attacker_labels}
   if jax.process_index() != 0:
     return compute()
   fingerprint = {key: config[key].to_dict() for key in ("dataset", "attack", "features")}
+  fingerprint["layout"] = sorted(features_lib.FEATURE_FILE_ARRAYS)
   if config.features.extractor == "backbone":
     fingerprint["backbone"] = config.backbone.checkpoint
   return features_lib.cached_features(os.path.join(workdir, "features.npz"), fingerprint,
@@ -132,37 +141,47 @@ def _backbone_features(backbone: nnx.Module, images: np.ndarray, mean, std,
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prepared:
-  """Data set -> attack -> (cached features | images) -> optional Leiden filter -> shards."""
+  """Data set -> attack -> (cached features | images) -> optional Leiden filter -> shards.
+
+  With features.file set, the frozen features and all labels come from that file instead.
+  """
   variant = get_variant(config.variant)
-  experiment = build_experiment(config)
-  train = experiment.poisoned_train
-  num_classes = experiment.dataset.num_classes
+  load, mean, std, augment_fn = None, None, None, None
   if variant.finetune_backbone:
+    experiment = build_experiment(config)
+    train, test = experiment.poisoned_train, experiment.poisoned_test
     mean, std = INPUT_NORMALIZATION.get(config.dataset.name, INPUT_NORMALIZATION["digits"])
     load = lambda: load_backbone_model(os.path.expanduser(config.backbone.checkpoint))
     train_features = _backbone_features(load(), train.images, mean, std,
                                         config.features.batch_size)
+    arrays = {"train_labels": train.labels, "train_true_labels": train.true_labels,
+              "train_poison_mask": train.poison_mask, "test_features": experiment.dataset.test_images,
+              "test_labels": experiment.dataset.test_labels, "poisoned_test_features": test.images,
+              "poisoned_test_labels": test.true_labels, "poisoned_test_targets": test.attacker_labels}
     train_inputs = train.images
-    test_inputs, poisoned_inputs = experiment.dataset.test_images, experiment.poisoned_test.images
     augment_fn = augment.random_crop_flip
   else:
-    feats = frozen_features(config, experiment, workdir)
-    train_features = train_inputs = feats["train"]
-    test_inputs, poisoned_inputs = feats["test"], feats["poisoned_test"]
-    load, mean, std, augment_fn = None, None, None, None
+    arrays = (features_lib.load_feature_file(config.features.file) if config.features.file
+              else frozen_features(config, build_experiment(config), workdir))
+    train_features = train_inputs = arrays["train_features"]
+  given = arrays["train_labels"].astype(np.int32)
+  true_labels = arrays.get("train_true_labels", given)  # unknown truth: diagnostics vs given
+  poison_mask = arrays.get("train_poison_mask", np.zeros(len(given), bool)).astype(bool)
+  num_classes = int(max(given.max(), arrays["test_labels"].max(),
+                        arrays["poisoned_test_targets"].max())) + 1
 
-  keep = np.ones(len(train.labels), bool)
+  keep = np.ones(len(given), bool)
   report = None
   if config.filter.leiden == "on" or (config.filter.leiden == "auto" and variant.leiden_filter):
     result = leiden_poison_filter(train_features, num_classes,
                                   num_neighbors=config.filter.num_neighbors,
                                   delta=config.filter.delta, seed=config.filter.seed)
     keep = result.keep_mask
-    report = filter_report(result, train.poison_mask)
+    report = filter_report(result, poison_mask)
     print("Leiden filter: " + ", ".join(f"{k} {v}" for k, v in report.items()))
-  data = loop.shard_training_data(train_inputs[keep], train.labels[keep],
-                                  train.true_labels[keep], train.poison_mask[keep], mesh)
-  centroids = class_centroids(jnp.asarray(train_features[keep]), jnp.asarray(train.labels[keep]),
+  data = loop.shard_training_data(train_inputs[keep], given[keep], true_labels[keep],
+                                  poison_mask[keep], mesh)
+  centroids = class_centroids(jnp.asarray(train_features[keep]), jnp.asarray(given[keep]),
                               num_classes)
 
   def new_model(kappa: float) -> VibeModel:
@@ -176,8 +195,10 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
     backbone.train()
     return VibeModel(head, backbone, mean, std)
 
-  return Prepared(experiment, variant, data, parallel.replicate(test_inputs, mesh),
-                  parallel.replicate(poisoned_inputs, mesh), new_model, augment_fn, report)
+  return Prepared(variant, data, parallel.replicate(arrays["test_features"], mesh),
+                  arrays["test_labels"], parallel.replicate(arrays["poisoned_test_features"], mesh),
+                  arrays["poisoned_test_labels"], arrays["poisoned_test_targets"], new_model,
+                  augment_fn, report)
 
 
 class _Log:
@@ -258,6 +279,19 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     write_json_atomically(os.path.join(workdir, "eval.json"), results)
     print(format_results_table(results))
   return results
+
+
+def extract_features(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """--mode extract: writes the features file (features.FEATURE_FILE_ARRAYS) of the
+  configured data set, attack and extractor to workdir/features_file.npz."""
+  validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  arrays = frozen_features(config, build_experiment(config), workdir)
+  path = os.path.join(workdir, "features_file.npz")
+  if jax.process_index() == 0:
+    features_lib.save_feature_file(path, arrays)
+    print(f"Wrote {path}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
+  return path
 
 
 def write_json_atomically(path: str, payload: dict) -> None:
