@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import pytest
 from flax import nnx
 
 from vibe_jax.em import mstep
@@ -78,7 +79,26 @@ def test_train_steps_reduce_the_vibe_loss():
   for start in (0, 50):
     params, rest, opt_state, loss = mstep.train_steps(
         graphdef, params, rest, opt_state, inputs=features, given_labels=labels,
-        pseudo_labels=labels, key=jax.random.key(0), first_step=jnp.asarray(start),
-        num_steps=jnp.asarray(50), optimizer=optimizer, objective="vibe", batch_size=16)
+        pseudo_labels=labels, key=jax.random.key(0), first_step=start, num_steps=50,
+        optimizer=optimizer, objective="vibe", batch_size=16)
     losses.append(float(loss))
   assert losses[1] < losses[0]
+
+
+def test_device_loop_and_per_step_calls_agree():
+  rng = np.random.default_rng(2)
+  features = jnp.asarray(rng.normal(size=(64, 5)), jnp.float32)
+  labels = jnp.asarray(rng.integers(0, 3, size=64))
+  results = []
+  for device_loop in (True, False):
+    head = VibeHead(3, 5, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="f",
+                    rngs=nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(VibeModel(head), nnx.Param, ...)
+    optimizer = mstep.make_optimizer(train_config(lr=0.1), params)
+    params, _, _, loss = mstep.train_steps(
+        graphdef, params, rest, optimizer.init(params), inputs=features, given_labels=labels,
+        pseudo_labels=labels, key=jax.random.key(0), first_step=3, num_steps=7,
+        optimizer=optimizer, objective="vibe", batch_size=16, device_loop=device_loop)
+    results.append((float(loss), np.asarray(params["head"]["mu_z"][...])))
+  assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+  np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)

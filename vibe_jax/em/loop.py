@@ -182,10 +182,10 @@ def fit(model: VibeModel, data: TrainData, config: ml_collections.ConfigDict, *,
         log({"step": begin, "kind": "eval", **evaluate(nnx.merge(graphdef, params, rest))})
       params, rest, opt_state, loss = mstep.train_steps(
           graphdef, params, rest, opt_state, inputs=data.inputs, given_labels=data.given_labels,
-          pseudo_labels=pseudo_labels, key=key, first_step=jnp.asarray(begin),
-          num_steps=jnp.asarray(stop - begin), optimizer=optimizer, objective=objective,
-          batch_size=batch_size, num_samples=data.num_valid, augment=augment,
-          batch_sharding=batch_sharding)
+          pseudo_labels=pseudo_labels, key=key, first_step=begin, num_steps=stop - begin,
+          optimizer=optimizer, objective=objective, batch_size=batch_size,
+          num_samples=data.num_valid, augment=augment, batch_sharding=batch_sharding,
+          device_loop=model.backbone is None)
       loss = float(loss)
       if not math.isfinite(loss):
         raise FloatingPointError(

@@ -60,45 +60,73 @@ def objective_loss(model: nnx.Module, inputs: jax.Array, given_labels: jax.Array
   return -jnp.mean(jnp.take_along_axis(scores, targets[:, None], axis=1))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "optimizer", "objective", "batch_size",
-                                             "num_samples", "augment", "batch_sharding"),
-                   donate_argnames=("params", "rest", "opt_state"))
+_STATIC = ("graphdef", "optimizer", "objective", "batch_size", "num_samples", "augment",
+           "batch_sharding")
+
+
+def _one_step(params, rest, opt_state, step, *, graphdef, inputs, given_labels, pseudo_labels,
+              key, optimizer, objective, batch_size, num_samples, augment, batch_sharding):
+  """One M-step on mini-batch `step`; batches and augmentations are pure in (key, step)."""
+  indices = batch_indices(key, step, num_samples, batch_size)
+  batch = inputs[indices]
+  if batch_sharding is not None:
+    batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+  if augment is not None:
+    augment_key = jax.random.split(key)[0]  # a stream apart from the batch draws
+    batch = augment(jax.random.fold_in(augment_key, step), batch)
+
+  def loss_fn(params, rest):
+    # copy=True: fresh Variables in this trace, so BatchNorm may update its statistics.
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    loss = objective_loss(model, batch, given_labels[indices], pseudo_labels[indices],
+                          objective)
+    return loss, nnx.state(model, nnx.Not(nnx.Param))
+
+  (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), rest, opt_state, loss
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC, donate_argnames=("params", "rest", "opt_state"))
+def _steps_on_device(params, rest, opt_state, first_step, num_steps, **kwargs):
+  def body(i, carry):
+    params, rest, opt_state, loss_sum = carry
+    params, rest, opt_state, loss = _one_step(params, rest, opt_state, first_step + i, **kwargs)
+    return params, rest, opt_state, loss_sum + loss
+  params, rest, opt_state, loss_sum = jax.lax.fori_loop(
+      0, num_steps, body, (params, rest, opt_state, jnp.zeros((), jnp.float32)))
+  return params, rest, opt_state, loss_sum / jnp.maximum(num_steps, 1)
+
+
+_step_jit = jax.jit(_one_step, static_argnames=_STATIC,
+                    donate_argnames=("params", "rest", "opt_state"))
+
+
 def train_steps(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State,
                 opt_state: optax.OptState, *, inputs: jax.Array, given_labels: jax.Array,
-                pseudo_labels: jax.Array, key: jax.Array, first_step: jax.Array,
-                num_steps: jax.Array, optimizer: optax.GradientTransformation, objective: str,
-                batch_size: int, num_samples: int | None = None, augment: Callable | None = None,
-                batch_sharding: jax.sharding.Sharding | None = None):
-  """Runs `num_steps` M-steps from `first_step` in one compiled loop.
+                pseudo_labels: jax.Array, key: jax.Array, first_step: int, num_steps: int,
+                optimizer: optax.GradientTransformation, objective: str, batch_size: int,
+                num_samples: int | None = None, augment: Callable | None = None,
+                batch_sharding: jax.sharding.Sharding | None = None, device_loop: bool = True):
+  """Runs `num_steps` M-steps from `first_step`; returns the new state and the mean loss.
 
-  `num_steps` is traced (no recompilation per chunk length). Batches are drawn from the
-  first `num_samples` rows (the rest is padding that makes N divide over the devices) and
-  laid out on `batch_sharding`. Returns the new state and the mean loss over the chunk.
+  Batches are drawn from the first `num_samples` rows (the rest is padding that makes N
+  divide over the devices) and laid out on `batch_sharding`. With `device_loop` the steps
+  run in one compiled fori_loop (no dispatch per step; the trip count is traced, so chunk
+  lengths do not recompile); without it, one compiled call per step, which XLA:CPU runs
+  about 5x faster for convolutional backbones than the same step inside a while loop.
   """
-  num_samples = inputs.shape[0] if num_samples is None else num_samples
-  augment_key = jax.random.split(key)[0]  # a stream apart from the batch draws
-
-  def step_fn(i, carry):
-    params, rest, opt_state, loss_sum = carry
-    step = first_step + i
-    indices = batch_indices(key, step, num_samples, batch_size)
-    batch = inputs[indices]
-    if batch_sharding is not None:
-      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
-    if augment is not None:
-      batch = augment(jax.random.fold_in(augment_key, step), batch)
-
-    def loss_fn(params, rest):
-      # copy=True: fresh Variables in this trace, so BatchNorm may update its statistics.
-      model = nnx.merge(graphdef, params, rest, copy=True)
-      loss = objective_loss(model, batch, given_labels[indices], pseudo_labels[indices],
-                            objective)
-      return loss, nnx.state(model, nnx.Not(nnx.Param))
-
-    (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), rest, opt_state, loss_sum + loss
-
-  params, rest, opt_state, loss_sum = jax.lax.fori_loop(
-      0, num_steps, step_fn, (params, rest, opt_state, jnp.zeros((), jnp.float32)))
-  return params, rest, opt_state, loss_sum / jnp.maximum(num_steps, 1)
+  kwargs = dict(graphdef=graphdef, inputs=inputs, given_labels=given_labels,
+                pseudo_labels=pseudo_labels, key=key, optimizer=optimizer, objective=objective,
+                batch_size=batch_size,
+                num_samples=inputs.shape[0] if num_samples is None else num_samples,
+                augment=augment, batch_sharding=batch_sharding)
+  if device_loop:
+    return _steps_on_device(params, rest, opt_state, jnp.asarray(first_step),
+                            jnp.asarray(num_steps), **kwargs)
+  losses = []
+  for step in range(first_step, first_step + num_steps):
+    params, rest, opt_state, loss = _step_jit(params, rest, opt_state, jnp.asarray(step),
+                                              **kwargs)
+    losses.append(loss)
+  return params, rest, opt_state, jnp.mean(jnp.stack(losses))
