@@ -88,10 +88,17 @@ def build_model(config: ml_collections.ConfigDict, train_features: jax.Array,
 
 def evaluate(model: VibeModel, test_inputs, test_labels, poisoned_inputs,
              poisoned_experiment_set: attacks.PoisonedTestSet) -> dict[str, float]:
-  return metrics.defense_metrics(
+  poisoned_predictions = loop.predict(model, poisoned_inputs)
+  results = metrics.defense_metrics(
       loop.predict(model, test_inputs), test_labels,
-      loop.predict(model, poisoned_inputs), poisoned_experiment_set.true_labels,
+      poisoned_predictions, poisoned_experiment_set.true_labels,
       poisoned_experiment_set.attacker_labels)
+  if poisoned_experiment_set.attack_index is not None:  # several attacks: ASR/RA per attack
+    results.update(metrics.per_attack_metrics(
+        poisoned_predictions, poisoned_experiment_set.true_labels,
+        poisoned_experiment_set.attacker_labels, poisoned_experiment_set.attack_index,
+        poisoned_experiment_set.attack_names))
+  return results
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
