@@ -138,7 +138,13 @@ def make_attack(name: str, *, num_classes: int, image_shape: tuple[int, int, int
 
 
 def attack_parameters(cls: type[Attack]) -> dict[str, Any]:
-  """The attack's own keyword parameters and their defaults."""
+  """The attack's own keyword parameters and their defaults, including those of its
+  intermediate base classes (e.g. cover_rate of the adaptive attacks)."""
   shared = set(inspect.signature(Attack.__init__).parameters)
-  return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-          if name not in shared and p.kind == p.KEYWORD_ONLY}
+  own: dict[str, Any] = {}
+  for klass in reversed(cls.__mro__):
+    if isinstance(klass, type) and issubclass(klass, Attack) and klass is not Attack:
+      own.update({name: p.default
+                  for name, p in inspect.signature(klass.__init__).parameters.items()
+                  if name not in shared and p.kind == p.KEYWORD_ONLY})
+  return own
