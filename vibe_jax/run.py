@@ -50,8 +50,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   """Loads the data set and poisons it as configured."""
+  options = config.dataset.get("options")
   dataset = datasets.load_dataset(config.dataset.name, config.dataset.data_dir or None,
-                                  seed=config.dataset.split_seed)
+                                  seed=config.dataset.split_seed,
+                                  **(options.to_dict() if options else {}))
   attack = attacks.make_attack(
       config.attack.name, num_classes=dataset.num_classes, image_shape=dataset.image_shape,
       target=config.attack.target, rate=config.attack.rate,
