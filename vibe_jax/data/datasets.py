@@ -105,7 +105,7 @@ def _load_tfds(name: str, data_dir: str | None, num_classes: int,
         + hint.format(name=name, data_dir=data_dir)) from error
   arrays = []
   for source in sources:
-    records = source.__getitems__(range(len(source)))
+    records = _read_all(source)
     images = [np.asarray(r["image"], np.uint8) for r in records]
     if image_size is not None:
       images = [_resize_square(image, image_size) for image in images]
@@ -120,6 +120,15 @@ def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
   if image.shape[:2] == (size, size):
     return image
   return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def _read_all(source) -> list:
+  """All records of a tfds data source: one batched read (fast on array_record), or one
+  read per record where the source cannot batch (tfds's mock data)."""
+  try:
+    return source.__getitems__(list(range(len(source))))
+  except TypeError:
+    return [source[i] for i in range(len(source))]
 
 
 @DATASETS.register("cifar10")

@@ -1,0 +1,40 @@
+"""The embedded digits set and the tfds CIFAR loaders (mock data, no download)."""
+
+import numpy as np
+import pytest
+
+from vibe_jax.data.datasets import load_dataset
+
+
+def test_digits_shape_split_and_determinism():
+  data = load_dataset("digits")
+  assert data.train_images.shape[1:] == (32, 32, 3) and data.train_images.dtype == np.uint8
+  assert len(data.train_images) + len(data.test_images) == 1797
+  assert abs(len(data.test_images) / 1797 - 0.3) < 0.01
+  train_share = np.bincount(data.train_labels) / np.bincount(
+      np.concatenate([data.train_labels, data.test_labels]))
+  assert np.allclose(train_share, 0.7, atol=0.02)  # stratified
+  np.testing.assert_array_equal(load_dataset("digits").train_images, data.train_images)
+  assert not np.array_equal(load_dataset("digits", seed=1).train_labels, data.train_labels)
+
+
+@pytest.mark.parametrize("name,classes", [("cifar10", 10), ("cifar100", 100)])
+def test_cifar_through_tfds_mock_data(name, classes, tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE):
+    data = load_dataset(name, data_dir=str(tmp_path))
+  assert data.train_images.shape == (24, 32, 32, 3) and data.train_images.dtype == np.uint8
+  assert data.num_classes == classes
+  assert data.train_labels.max() < classes
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+  with pytest.raises(ValueError, match="dataset.data_dir"):
+    load_dataset("cifar10", data_dir=None)
+  with pytest.raises(FileNotFoundError, match="tfds.data_source"):
+    load_dataset("cifar10", data_dir=str(tmp_path / "absent"))
+
+
+def test_unknown_dataset_lists_known_ones():
+  with pytest.raises(ValueError, match="known: .*cifar10.*digits"):
+    load_dataset("mnist")
