@@ -1,9 +1,10 @@
-"""Digits (embedded, 32x32 RGB), Adaptive-Blend (Qi et al. 2023): half of 16 noise-trigger pieces at alpha 0.15 on
-poison and cover samples at training time, the whole trigger at alpha 0.2 at test time; 1 % poison + 1 % cover samples (VIBE's
-reference rates, no digits-specific change), target 0; frozen pixel features.
+"""Digits (embedded, 32x32 RGB), Adaptive-Blend (Qi et al. 2023), target 0; frozen pixel
+features. Training: half of the 16 pieces of a noise trigger blended at alpha 0.15 into
+poison and cover samples; test: the whole trigger at alpha 0.2. 1 % poison + 1 % cover
+samples, VIBE's reference rates (no digits-specific change).
 
   python main.py --config configs/digits_adaptive_blend.py --workdir /tmp/digits_adaptive_blend
-  python main.py --config configs/digits_adaptive_blend.py:f --workdir /tmp/digits_adaptive_blend_f   # variant F
+  python main.py --config configs/digits_adaptive_blend.py:f --workdir /tmp/digits_ab_f   # F
 """
 
 from configs import common

@@ -111,7 +111,8 @@ def test_registered_pure_and_deterministic(name):
     np.testing.assert_array_equal(a, b)
   assert first.images.dtype == np.uint8 and first.images.shape == images.shape
   np.testing.assert_array_equal(first.true_labels, labels)
-  clean = ~first.poison_mask if first.cover_mask is None else ~(first.poison_mask | first.cover_mask)
+  touched = first.poison_mask if first.cover_mask is None else first.poison_mask | first.cover_mask
+  clean = ~touched
   np.testing.assert_array_equal(first.images[clean], images[clean])
   np.testing.assert_array_equal(first.labels[clean], labels[clean])
   test = attack(name).poison_test(images, labels)
