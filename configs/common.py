@@ -15,8 +15,10 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.variant = DEFAULT_VARIANT
+  # dataset.options: the loader's own keyword arguments (e.g. image_size for ImageNet).
   config.dataset = ml_collections.ConfigDict(
-      {"name": "digits", "data_dir": "", "split_seed": 0})
+      {"name": "digits", "data_dir": "", "split_seed": 0,
+       "options": ml_collections.ConfigDict()})
   config.attack = ml_collections.ConfigDict(
       {"name": "badnets", "rate": 0.1, "target": 0, "label_mode": "all_to_one", "seed": 0,
        "params": ml_collections.ConfigDict()})

@@ -37,21 +37,19 @@ def pixel_features(config: ml_collections.ConfigDict, train_images: np.ndarray) 
 @EXTRACTORS.register("backbone")
 def backbone_features(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
   """Pooled features of the vibe_jax backbone checkpoint at config field backbone.checkpoint
-  (eval mode), on images normalised with the data set's mean / std."""
+  (eval mode), on images through the data set's eval transform (vibe_jax.data.transforms)."""
   del train_images
+  from vibe_jax.data.transforms import get_pipeline
   from vibe_jax.models import load_backbone
-  from vibe_jax.run import INPUT_NORMALIZATION
   if not config.backbone.checkpoint:
     raise ValueError("features.extractor='backbone' needs backbone.checkpoint.")
   forward = load_backbone(os.path.expanduser(config.backbone.checkpoint))
-  mean, std = (np.asarray(v, np.float32) for v in INPUT_NORMALIZATION.get(
-      config.dataset.name, INPUT_NORMALIZATION["digits"]))
+  preprocess = get_pipeline(config.dataset.name).eval
   batch = config.features.batch_size
 
   def extract(images: np.ndarray) -> np.ndarray:
-    return np.concatenate([
-        np.asarray(forward((images[i:i + batch].astype(np.float32) / 255.0 - mean) / std))
-        for i in range(0, len(images), batch)])
+    return np.concatenate([np.asarray(forward(preprocess(images[i:i + batch])))
+                           for i in range(0, len(images), batch)])
   return extract
 
 
@@ -85,7 +83,8 @@ FEATURE_FILE_ARRAYS = {
     "poisoned_test_features": 2, "poisoned_test_labels": 1,     # true labels
     "poisoned_test_targets": 1,                                 # the attacker's labels
 }
-OPTIONAL_FEATURE_FILE_ARRAYS = {"train_true_labels": 1, "train_poison_mask": 1}
+OPTIONAL_FEATURE_FILE_ARRAYS = {"train_true_labels": 1, "train_poison_mask": 1,
+                                "poisoned_test_attack_index": 1, "attack_names": 1}
 
 
 def save_feature_file(path: str, arrays: dict[str, np.ndarray]) -> None:
@@ -122,7 +121,8 @@ def check_feature_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
                        f"expected {ndim} dimension(s).")
   same_rows = [("train_features", "train_labels", "train_true_labels", "train_poison_mask"),
                ("test_features", "test_labels"),
-               ("poisoned_test_features", "poisoned_test_labels", "poisoned_test_targets")]
+               ("poisoned_test_features", "poisoned_test_labels", "poisoned_test_targets",
+                "poisoned_test_attack_index")]
   for names in same_rows:
     rows = {name: len(arrays[name]) for name in names if name in arrays}
     if len(set(rows.values())) != 1:

@@ -22,6 +22,23 @@ def defense_metrics(clean_predictions: np.ndarray, clean_labels: np.ndarray,
   }
 
 
+def per_attack_metrics(poisoned_predictions: np.ndarray, poisoned_true_labels: np.ndarray,
+                       attacker_labels: np.ndarray, attack_index: np.ndarray,
+                       attack_names: tuple[str, ...]) -> dict[str, float]:
+  """ASR and RA of each attack of a multi-attack test set: 'asr/<name>', 'ra/<name>'."""
+  predictions, attack_index = np.asarray(poisoned_predictions), np.asarray(attack_index)
+  true_labels, attacker_labels = np.asarray(poisoned_true_labels), np.asarray(attacker_labels)
+  if attack_index.shape != predictions.shape:
+    raise ValueError(f"attack_index has shape {attack_index.shape} but there are "
+                     f"{predictions.shape} poisoned predictions.")
+  out = {}
+  for k, name in enumerate(attack_names):
+    members = attack_index == k
+    out[f"asr/{name}"] = accuracy(predictions[members], attacker_labels[members])
+    out[f"ra/{name}"] = accuracy(predictions[members], true_labels[members])
+  return out
+
+
 def pseudo_label_diagnostics(pseudo_labels: np.ndarray, given_labels: np.ndarray,
                              true_labels: np.ndarray, poison_mask: np.ndarray) -> dict[str, float]:
   """How the E-step's labels relate to the given labels, the true labels and the poison."""

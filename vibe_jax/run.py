@@ -17,19 +17,13 @@ from jax.sharding import Mesh
 
 from vibe_jax import features as features_lib
 from vibe_jax import metrics, parallel
-from vibe_jax.data import attacks, augment, datasets
+from vibe_jax.data import attacks, datasets, transforms
 from vibe_jax.em import loop
 from vibe_jax.filtering import filter_report, leiden_poison_filter
 from vibe_jax.models import load_backbone_model
 from vibe_jax.models.vibe import VibeHead, VibeModel, class_centroids
 from vibe_jax.variants import Variant, get_variant
 
-# Per-channel mean / std of [0, 1] pixels that fine-tuned backbones are fed with.
-INPUT_NORMALIZATION = {
-    "digits": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,15 +45,24 @@ class Prepared:
   poisoned_inputs: jax.Array
   poisoned_true_labels: np.ndarray
   attacker_labels: np.ndarray
+  attack_index: np.ndarray | None  # several attacks at once: which one triggered each image
+  attack_names: tuple[str, ...]
   new_model: Callable[[float], VibeModel]
-  augment: Callable | None
+  augment: Callable | None       # M-step: (key, raw batch) -> augmented model inputs
+  preprocess: Callable | None    # feature passes: raw batch -> model inputs
   filter: dict | None
 
   def evaluate(self, model: VibeModel) -> dict[str, float]:
-    return metrics.defense_metrics(
-        loop.predict(model, self.test_inputs), self.test_labels,
-        loop.predict(model, self.poisoned_inputs), self.poisoned_true_labels,
-        self.attacker_labels)
+    poisoned_predictions = loop.predict(model, self.poisoned_inputs, preprocess=self.preprocess)
+    results = metrics.defense_metrics(
+        loop.predict(model, self.test_inputs, preprocess=self.preprocess), self.test_labels,
+        poisoned_predictions,
+        self.poisoned_true_labels, self.attacker_labels)
+    if self.attack_index is not None:  # several attacks: ASR / RA per attack
+      results.update(metrics.per_attack_metrics(
+          poisoned_predictions, self.poisoned_true_labels, self.attacker_labels,
+          self.attack_index, self.attack_names))
+    return results
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -96,8 +99,10 @@ def setup_devices(config: ml_collections.ConfigDict) -> Mesh:
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   """Loads the data set and poisons it as configured."""
+  options = config.dataset.get("options")
   dataset = datasets.load_dataset(config.dataset.name, config.dataset.data_dir or None,
-                                  seed=config.dataset.split_seed)
+                                  seed=config.dataset.split_seed,
+                                  **(options.to_dict() if options else {}))
   attack = attacks.make_attack(
       config.attack.name, num_classes=dataset.num_classes, image_shape=dataset.image_shape,
       target=config.attack.target, rate=config.attack.rate,
@@ -120,7 +125,8 @@ def frozen_features(config: ml_collections.ConfigDict, experiment: Experiment,
             "test_features": extract(experiment.dataset.test_images),
             "test_labels": experiment.dataset.test_labels,
             "poisoned_test_features": extract(test.images),
-            "poisoned_test_labels": test.true_labels, "poisoned_test_targets": test.attacker_labels}
+            "poisoned_test_labels": test.true_labels, "poisoned_test_targets": test.attacker_labels,
+            **_attack_index(test)}
   if jax.process_index() != 0:
     return compute()
   fingerprint = {key: config[key].to_dict() for key in ("dataset", "attack", "features")}
@@ -131,12 +137,20 @@ def frozen_features(config: ml_collections.ConfigDict, experiment: Experiment,
                                       compute)
 
 
-def _backbone_features(backbone: nnx.Module, images: np.ndarray, mean, std,
+def _attack_index(test: attacks.PoisonedTestSet) -> dict[str, np.ndarray]:
+  """The per-image attack index of a multi-attack test set, under features-file names."""
+  if test.attack_index is None:
+    return {}
+  return {"poisoned_test_attack_index": test.attack_index,
+          "attack_names": np.asarray(test.attack_names)}
+
+
+def _backbone_features(backbone: nnx.Module, images: np.ndarray, preprocess: Callable,
                        batch_size: int) -> np.ndarray:
-  head_free = VibeModel(VibeHead(1, 1, kappa=1.0, nu=1.0, prior_temperature=1.0,
-                                 likelihood="a", rngs=nnx.Rngs(0)), backbone, mean, std)
-  fn = nnx.jit(lambda model, x: model.features(x, train=False))
-  return np.concatenate([np.asarray(fn(head_free, jnp.asarray(images[i:i + batch_size])))
+  """Eval-mode backbone features of raw images, batched."""
+  graphdef, state = nnx.split(nnx.view(backbone, use_running_average=True))
+  forward = jax.jit(lambda state, x: nnx.merge(graphdef, state)(preprocess(x)))
+  return np.concatenate([np.asarray(forward(state, jnp.asarray(images[i:i + batch_size])))
                          for i in range(0, len(images), batch_size)])
 
 
@@ -146,20 +160,21 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
   With features.file set, the frozen features and all labels come from that file instead.
   """
   variant = get_variant(config.variant)
-  load, mean, std, augment_fn = None, None, None, None
+  load, augment_fn, preprocess = None, None, None
   if variant.finetune_backbone:
     experiment = build_experiment(config)
     train, test = experiment.poisoned_train, experiment.poisoned_test
-    mean, std = INPUT_NORMALIZATION.get(config.dataset.name, INPUT_NORMALIZATION["digits"])
+    pipeline = transforms.get_pipeline(config.dataset.name)
+    augment_fn, preprocess = pipeline.train, pipeline.eval
     load = lambda: load_backbone_model(os.path.expanduser(config.backbone.checkpoint))
-    train_features = _backbone_features(load(), train.images, mean, std,
+    train_features = _backbone_features(load(), train.images, preprocess,
                                         config.features.batch_size)
     arrays = {"train_labels": train.labels, "train_true_labels": train.true_labels,
               "train_poison_mask": train.poison_mask, "test_features": experiment.dataset.test_images,
               "test_labels": experiment.dataset.test_labels, "poisoned_test_features": test.images,
-              "poisoned_test_labels": test.true_labels, "poisoned_test_targets": test.attacker_labels}
+              "poisoned_test_labels": test.true_labels, "poisoned_test_targets": test.attacker_labels,
+              **_attack_index(test)}
     train_inputs = train.images
-    augment_fn = augment.random_crop_flip
   else:
     arrays = (features_lib.load_feature_file(config.features.file) if config.features.file
               else frozen_features(config, build_experiment(config), workdir))
@@ -180,7 +195,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
     report = filter_report(result, poison_mask)
     print("Leiden filter: " + ", ".join(f"{k} {v}" for k, v in report.items()))
   data = loop.shard_training_data(train_inputs[keep], given[keep], true_labels[keep],
-                                  poison_mask[keep], mesh)
+                                  poison_mask[keep], mesh, preprocess)
   centroids = class_centroids(jnp.asarray(train_features[keep]), jnp.asarray(given[keep]),
                               num_classes)
 
@@ -193,12 +208,14 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
       return VibeModel(head)
     backbone = load()
     backbone.train()
-    return VibeModel(head, backbone, mean, std)
+    return VibeModel(head, backbone)
 
   return Prepared(variant, data, parallel.replicate(arrays["test_features"], mesh),
                   arrays["test_labels"], parallel.replicate(arrays["poisoned_test_features"], mesh),
-                  arrays["poisoned_test_labels"], arrays["poisoned_test_targets"], new_model,
-                  augment_fn, report)
+                  arrays["poisoned_test_labels"], arrays["poisoned_test_targets"],
+                  arrays.get("poisoned_test_attack_index"),
+                  tuple(str(n) for n in arrays.get("attack_names", ())), new_model, augment_fn,
+                  preprocess, report)
 
 
 class _Log:

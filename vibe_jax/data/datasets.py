@@ -1,8 +1,12 @@
-"""Image classification data sets as uint8 NHWC arrays: digits (embedded), CIFAR via tfds."""
+"""Image classification data sets as uint8 NHWC arrays: digits (embedded), CIFAR-10/100 and
+ImageNet-1k via tfds (prepared beforehand; never downloaded), ImageNet-30 from an image
+folder. Input pipelines (normalisation, crops) live in vibe_jax/data/transforms.py."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import inspect
 import os
 from typing import Callable
 
@@ -30,9 +34,16 @@ class Dataset:
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
 
 
-def load_dataset(name: str, data_dir: str | None = None, seed: int = 0) -> Dataset:
-  """Loads a registered data set by name (config field dataset.name)."""
-  return DATASETS.get(name, field="dataset.name")(data_dir=data_dir, seed=seed)
+def load_dataset(name: str, data_dir: str | None = None, seed: int = 0, **options) -> Dataset:
+  """Loads a registered data set by name (config field dataset.name); `options` are the
+  loader's own keyword arguments (config field dataset.options, e.g. image_size)."""
+  loader = DATASETS.get(name, field="dataset.name")
+  known = set(inspect.signature(loader).parameters) - {"data_dir", "seed"}
+  unknown = sorted(set(options) - known)
+  if unknown:
+    raise ValueError(f"dataset.options {unknown} are not options of data set {name!r}; it "
+                     f"takes {sorted(known) or 'none'}.")
+  return loader(data_dir=data_dir, seed=seed, **options)
 
 
 def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
@@ -73,26 +84,42 @@ _TFDS_PREPARE_HINT = (
     "--file_format=array_record`), then point config field dataset.data_dir at that directory.")
 
 
-def _load_tfds(name: str, data_dir: str | None, num_classes: int) -> Dataset:
-  """Reads a tfds data set already prepared in array_record format; never downloads."""
+def _load_tfds(name: str, data_dir: str | None, num_classes: int,
+               splits: tuple[str, str] = ("train", "test"), image_size: int | None = None,
+               hint: str = _TFDS_PREPARE_HINT) -> Dataset:
+  """Reads a tfds data set already prepared in array_record format; never downloads.
+
+  `splits` name the (train, test) splits; `image_size` resizes every image to that square
+  size (for data sets whose images differ in size)."""
   import tensorflow_datasets as tfds
   if not data_dir:
     raise ValueError(f"Data set {name!r} needs config field dataset.data_dir. "
-                     + _TFDS_PREPARE_HINT.format(name=name, data_dir="DIR"))
+                     + hint.format(name=name, data_dir="DIR"))
   data_dir = os.path.expanduser(data_dir)
   try:
-    splits = {split: tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-              for split in ("train", "test")}
+    sources = [tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+               for split in splits]
   except Exception as error:  # tfds raises several types for a missing/partial data set.
     raise FileNotFoundError(
         f"Could not open {name!r} in dataset.data_dir={data_dir!r} ({error}). "
-        + _TFDS_PREPARE_HINT.format(name=name, data_dir=data_dir)) from error
-  arrays = {}
-  for split, source in splits.items():
+        + hint.format(name=name, data_dir=data_dir)) from error
+  arrays = []
+  for source in sources:
     records = _read_all(source)
-    arrays[split] = (np.stack([r["image"] for r in records]).astype(np.uint8),
-                     np.asarray([r["label"] for r in records], np.int32))
-  return Dataset(name, *arrays["train"], *arrays["test"], num_classes)
+    images = [np.asarray(r["image"], np.uint8) for r in records]
+    if image_size is not None:
+      images = [_resize_square(image, image_size) for image in images]
+    arrays += [np.stack(images), np.asarray([r["label"] for r in records], np.int32)]
+  return Dataset(name, *arrays, num_classes)
+
+
+def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
+  """RGB uint8 (h, w, 3) resized to (size, size, 3), bilinear; grey images replicated."""
+  if image.ndim == 2 or image.shape[-1] == 1:
+    image = np.repeat(image.reshape(*image.shape[:2], 1), 3, axis=-1)
+  if image.shape[:2] == (size, size):
+    return image
+  return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
 def _read_all(source) -> list:
@@ -114,3 +141,81 @@ def load_cifar10(data_dir: str | None = None, seed: int = 0) -> Dataset:
 def load_cifar100(data_dir: str | None = None, seed: int = 0) -> Dataset:
   del seed
   return _load_tfds("cifar100", data_dir, 100)
+
+
+_IMAGENET_HINT = (
+    "ImageNet-1k cannot be downloaded automatically: get ILSVRC2012_img_train.tar and "
+    "ILSVRC2012_img_val.tar from image-net.org, then `tfds build imagenet2012 "
+    "--manual_dir=TARS_DIR --data_dir={data_dir} --file_format=array_record` and point "
+    "config field dataset.data_dir at that data_dir.")
+
+
+@DATASETS.register("imagenet1k")
+def load_imagenet1k(data_dir: str | None = None, seed: int = 0,
+                    image_size: int = 224) -> Dataset:
+  """tfds 'imagenet2012' (train / validation), every image resized to image_size squared.
+
+  Like the reference (torchvision Resize((224, 224)) before poisoning), images are stored
+  at one square size, so the attacks see fixed shapes; the eval pipeline (transforms.py)
+  then resizes to 256 and centre-crops 224. Memory: 1.28M x 224 x 224 x 3 bytes is about
+  193 GB; use a smaller dataset.options.image_size for experiments that fit in RAM.
+  """
+  del seed
+  return _load_tfds("imagenet2012", data_dir, 1000, splits=("train", "validation"),
+                    image_size=image_size, hint=_IMAGENET_HINT)
+
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _image_folder_split(root: str, classes: list[str] | None) -> tuple[list[str], list[str],
+                                                                       np.ndarray]:
+  """(class names, file paths, labels) of root/<class>/<image> (ImageFolder order)."""
+  found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+  if classes is not None and found != classes:
+    raise ValueError(f"{root} has classes {found[:5]}... that differ from the training "
+                     f"set's {classes[:5]}...; both splits need the same class folders.")
+  paths, labels = [], []
+  for label, name in enumerate(found):
+    folder = os.path.join(root, name)
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(_IMAGE_SUFFIXES))
+    paths += [os.path.join(folder, f) for f in files]
+    labels += [label] * len(files)
+  if not paths:
+    raise FileNotFoundError(f"No images ({', '.join(_IMAGE_SUFFIXES)}) under {root}/<class>/.")
+  return found, paths, np.asarray(labels, np.int32)
+
+
+def _read_resized(path: str, size: int) -> np.ndarray:
+  with Image.open(path) as image:
+    return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR))
+
+
+@DATASETS.register("imagenet30")
+def load_imagenet30(data_dir: str | None = None, seed: int = 0, image_size: int = 224,
+                    num_threads: int = 8) -> Dataset:
+  """ImageNet-30 (the VIBE reference's subset) from data_dir/train/<class>/ and
+  data_dir/test/<class>/; classes in sorted order, as torchvision's ImageFolder.
+
+  Every image is resized to image_size x image_size (the reference resizes to 224 x 224
+  before poisoning) and stored as uint8; the input pipeline (transforms.py) then does
+  random-resized-crop 224 for training and resize 256 + centre crop 224 for evaluation.
+  """
+  del seed
+  if not data_dir:
+    raise ValueError("Data set 'imagenet30' needs config field dataset.data_dir: a folder "
+                     "with train/<class>/*.jpg and test/<class>/*.jpg (the reference's "
+                     "imagenet_subset tarball, unpacked).")
+  data_dir = os.path.expanduser(data_dir)
+  splits = {split: os.path.join(data_dir, split) for split in ("train", "test")}
+  for split, root in splits.items():
+    if not os.path.isdir(root):
+      raise FileNotFoundError(f"dataset.data_dir={data_dir!r} has no {split}/ folder; expected "
+                              f"{split}/<class>/<image> for both train and test.")
+  classes, train_paths, train_labels = _image_folder_split(splits["train"], None)
+  _, test_paths, test_labels = _image_folder_split(splits["test"], classes)
+  with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
+    read = lambda paths: np.stack(list(pool.map(lambda p: _read_resized(p, image_size), paths)))
+    train_images, test_images = read(train_paths), read(test_paths)
+  return Dataset("imagenet30", train_images, train_labels, test_images, test_labels,
+                 len(classes))

@@ -38,6 +38,7 @@ class TrainData:
   num_valid: int
   true_labels: np.ndarray
   poison_mask: np.ndarray
+  preprocess: Callable | None = None  # raw inputs -> model inputs for feature passes
 
   @property
   def valid(self) -> jax.Array:
@@ -45,26 +46,31 @@ class TrainData:
 
 
 def shard_training_data(inputs: np.ndarray, given_labels: np.ndarray, true_labels: np.ndarray,
-                        poison_mask: np.ndarray, mesh: Mesh) -> TrainData:
+                        poison_mask: np.ndarray, mesh: Mesh,
+                        preprocess: Callable | None = None) -> TrainData:
   """Pads the rows to a multiple of the device count and shards them over the mesh."""
   num_valid = len(given_labels)
   padded = parallel.padded_length(num_valid, mesh)
   pad = lambda a: np.concatenate([a, np.repeat(a[-1:], padded - num_valid, axis=0)])
   return TrainData(parallel.shard_rows(pad(inputs), mesh),
                    parallel.shard_rows(pad(given_labels.astype(np.int32)), mesh),
-                   num_valid, np.asarray(true_labels), np.asarray(poison_mask, bool))
+                   num_valid, np.asarray(true_labels), np.asarray(poison_mask, bool),
+                   preprocess)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _ln_joint_batch(graphdef, params, rest, inputs, given_labels, uniform_likelihood):
+@functools.partial(jax.jit, static_argnames=("graphdef", "preprocess"))
+def _ln_joint_batch(graphdef, params, rest, inputs, given_labels, uniform_likelihood,
+                    preprocess=None):
   model = nnx.merge(graphdef, params, rest)
+  inputs = inputs if preprocess is None else preprocess(inputs)
   return model.head.ln_joint(model.features(inputs, train=False), given_labels,
                              uniform_likelihood)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _predict_batch(graphdef, params, rest, inputs):
+@functools.partial(jax.jit, static_argnames=("graphdef", "preprocess"))
+def _predict_batch(graphdef, params, rest, inputs, preprocess=None):
   model = nnx.merge(graphdef, params, rest)
+  inputs = inputs if preprocess is None else preprocess(inputs)
   return jnp.argmax(model.head.ln_p_label_given_x(model.features(inputs, train=False)), -1)
 
 
@@ -82,18 +88,22 @@ def _batched(fn: Callable, batch_size: int, *arrays) -> jax.Array:
   return jnp.concatenate(outputs)
 
 
-def predict(model: VibeModel, inputs: jax.Array, batch_size: int = 1024) -> np.ndarray:
-  """Defended predictions argmax_l ln p(l | x), BatchNorm in eval mode."""
+def predict(model: VibeModel, inputs: jax.Array, batch_size: int = 1024,
+            preprocess: Callable | None = None) -> np.ndarray:
+  """Defended predictions argmax_l ln p(l | x), BatchNorm in eval mode; `preprocess` maps
+  raw inputs to what the model takes (the data set's eval transform)."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  fn = lambda x: _predict_batch(graphdef, params, rest, x)
+  fn = lambda x: _predict_batch(graphdef, params, rest, x, preprocess)
   return parallel.to_host(_batched(fn, min(batch_size, inputs.shape[0]), inputs))
 
 
 def ln_joint(model: VibeModel, inputs: jax.Array, given_labels: jax.Array,
-             uniform_likelihood: bool, batch_size: int = 1024) -> jax.Array:
+             uniform_likelihood: bool, batch_size: int = 1024,
+             preprocess: Callable | None = None) -> jax.Array:
   """(N, C) ln P over a whole (un-augmented) data set, in eval mode."""
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  fn = lambda x, y: _ln_joint_batch(graphdef, params, rest, x, y, uniform_likelihood)
+  fn = lambda x, y: _ln_joint_batch(graphdef, params, rest, x, y, uniform_likelihood,
+                                    preprocess)
   return _batched(fn, min(batch_size, inputs.shape[0]), inputs, given_labels)
 
 
@@ -101,7 +111,8 @@ def run_estep(model: VibeModel, data: TrainData, config: ml_collections.ConfigDi
               first: bool) -> tuple[jax.Array, dict]:
   """Pseudo-labels for the whole training set (padding rows included) and diagnostics."""
   uniform = first and config.vibe.uniform_first_estep
-  ln_p = ln_joint(model, data.inputs, data.given_labels, uniform, config.features.batch_size)
+  ln_p = ln_joint(model, data.inputs, data.given_labels, uniform, config.features.batch_size,
+                  data.preprocess)
   prior = jnp.exp(model.head.ln_prior())
   labels, solver = estep.sinkhorn_pseudo_labels(
       ln_p, prior, config.estep.lam, valid=data.valid, threshold=config.estep.threshold,

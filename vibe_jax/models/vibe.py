@@ -99,23 +99,18 @@ def class_centroids(features: jax.Array, labels: jax.Array, num_classes: int) ->
 class VibeModel(nnx.Module):
   """A backbone (None: inputs already are frozen features) followed by the VIBE head.
 
-  With a backbone, inputs are uint8 NHWC images, normalised here with `input_mean` /
-  `input_std` (per channel, on [0, 1] pixels). The backbone is kept in train mode; feature
-  passes for the E-step and evaluation use an eval-mode view (BatchNorm running stats).
+  With a backbone, inputs are preprocessed image batches (vibe_jax.data.transforms). The
+  backbone is kept in train mode; feature passes for the E-step and evaluation use an
+  eval-mode view (BatchNorm running statistics).
   """
 
-  def __init__(self, head: VibeHead, backbone: nnx.Module | None = None,
-               input_mean: tuple[float, ...] = (0.0, 0.0, 0.0),
-               input_std: tuple[float, ...] = (1.0, 1.0, 1.0)):
+  def __init__(self, head: VibeHead, backbone: nnx.Module | None = None):
     self.backbone = backbone
     self.head = head
-    self.input_mean, self.input_std = tuple(input_mean), tuple(input_std)
 
   def features(self, inputs: jax.Array, train: bool = False) -> jax.Array:
     """Backbone features; BatchNorm in train mode only for the M-step."""
     if self.backbone is None:
       return inputs
-    images = (inputs.astype(jnp.float32) / 255.0 - jnp.asarray(self.input_mean)) / jnp.asarray(
-        self.input_std)
     backbone = self.backbone if train else nnx.view(self.backbone, use_running_average=True)
-    return backbone(images)
+    return backbone(inputs)

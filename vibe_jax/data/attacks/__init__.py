@@ -1,6 +1,7 @@
 """Backdoor attacks, one module each, registered by name in ATTACKS."""
 
-from vibe_jax.data.attacks import badnets, blend, wanet  # noqa: F401  (registration)
+from vibe_jax.data.attacks import (  # noqa: F401  (registration)
+    adaptive, badnets, blend, ftrojan, label_consistent, multi, prepoisoned, uba, wanet)
 from vibe_jax.data.attacks.base import (ATTACKS, Attack, PoisonedTestSet, PoisonedTrainSet,
                                         attack_parameters, make_attack)
 

@@ -15,19 +15,32 @@ LABEL_MODES = ("all_to_one", "all_to_all")
 
 @dataclasses.dataclass(frozen=True)
 class PoisonedTrainSet:
-  """A poisoned training set; `labels` are the given (possibly flipped) labels."""
+  """A poisoned training set; `labels` are the given (possibly flipped) labels.
+
+  `poison_mask` marks the samples the attacker poisoned to plant the backdoor (for a
+  clean-label attack they keep their label). `cover_mask`, when not None, marks the
+  "regularisation" samples of adaptive attacks: they carry a trigger but keep their true
+  label, so they are not in `poison_mask` (the E-step diagnostics count restored labels).
+  """
   images: np.ndarray
   labels: np.ndarray
   true_labels: np.ndarray
   poison_mask: np.ndarray
+  cover_mask: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class PoisonedTestSet:
-  """Triggered test images with their true labels and the labels the attacker wants."""
+  """Triggered test images with their true labels and the labels the attacker wants.
+
+  Several attacks at once (attack 'multi') also fill `attack_index` (int (N,), which of
+  `attack_names` triggered each image), so metrics can report an ASR per attack.
+  """
   images: np.ndarray
   true_labels: np.ndarray
   attacker_labels: np.ndarray
+  attack_index: np.ndarray | None = None
+  attack_names: tuple[str, ...] = ()
 
 
 class Attack:
@@ -83,7 +96,7 @@ class Attack:
     return np.sort(rng.choice(candidates, size=count, replace=False))
 
   def poison_train(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTrainSet:
-    _check_images(images)
+    check_images(images)
     indices = self.poison_indices(labels)
     poisoned_images = images.copy()
     poisoned_images[indices] = self.apply_trigger(images[indices])
@@ -94,13 +107,14 @@ class Attack:
     return PoisonedTrainSet(poisoned_images, given, labels.astype(np.int32), mask)
 
   def poison_test(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTestSet:
-    _check_images(images)
+    check_images(images)
     keep = self.candidate_mask(labels)
     return PoisonedTestSet(self.apply_trigger(images[keep]), labels[keep].astype(np.int32),
                            self.attacker_labels(labels[keep]))
 
 
-def _check_images(images: np.ndarray) -> None:
+def check_images(images: np.ndarray) -> None:
+  """Attacks work on uint8 NHWC RGB arrays; anything else is a caller error."""
   if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
     raise ValueError(f"Attacks take uint8 NHWC RGB arrays, got {images.dtype} {images.shape}.")
 
@@ -124,7 +138,13 @@ def make_attack(name: str, *, num_classes: int, image_shape: tuple[int, int, int
 
 
 def attack_parameters(cls: type[Attack]) -> dict[str, Any]:
-  """The attack's own keyword parameters and their defaults."""
+  """The attack's own keyword parameters and their defaults, including those of its
+  intermediate base classes (e.g. cover_rate of the adaptive attacks)."""
   shared = set(inspect.signature(Attack.__init__).parameters)
-  return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-          if name not in shared and p.kind == p.KEYWORD_ONLY}
+  own: dict[str, Any] = {}
+  for klass in reversed(cls.__mro__):
+    if isinstance(klass, type) and issubclass(klass, Attack) and klass is not Attack:
+      own.update({name: p.default
+                  for name, p in inspect.signature(klass.__init__).parameters.items()
+                  if name not in shared and p.kind == p.KEYWORD_ONLY})
+  return own

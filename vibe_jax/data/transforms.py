@@ -1,0 +1,161 @@
+"""Per-dataset input pipelines in one place: normalisation constants and the reference's
+train / eval transforms, as jittable JAX functions over NHWC batches.
+
+All functions take uint8 or float images on the 0..255 scale (geometric ops keep the
+dtype where they can; `normalize` divides by 255 and returns float32), and train-time
+ones an explicit PRNG key, one independent draw per image.
+
+  CIFAR-10/100  train: random crop 32 with zero padding 4, horizontal flip, normalise
+                eval:  normalise
+  ImageNet-30/1k train: random-resized-crop 224 (scale 0.08-1, ratio 3/4-4/3), flip,
+                 normalise
+                 eval: resize the short side to 256, centre crop 224, normalise
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from vibe_jax.registry import Registry
+
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# The embedded digits set (white strokes on black), mapped to [-1, 1].
+DIGITS_MEAN, DIGITS_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+
+def normalize(images: jax.Array, mean: tuple[float, ...], std: tuple[float, ...]) -> jax.Array:
+  """(x / 255 - mean) / std per channel, float32."""
+  x = jnp.asarray(images, jnp.float32) / 255.0
+  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def random_flip(key: jax.Array, images: jax.Array) -> jax.Array:
+  """Mirrors each image left-right with probability 1/2."""
+  flip = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
+  return jnp.where(flip, images[:, :, ::-1], images)
+
+
+def random_crop(key: jax.Array, images: jax.Array, size: int, padding: int) -> jax.Array:
+  """Zero-pads by `padding` on each side and cuts a random size x size window per image
+  (torchvision RandomCrop(size, padding))."""
+  padded = jnp.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+  height, width = padded.shape[1:3]
+  if size > min(height, width):
+    raise ValueError(f"crop size {size} exceeds the padded {height}x{width} images.")
+  rows_key, cols_key = jax.random.split(key)
+  rows = jax.random.randint(rows_key, (images.shape[0],), 0, height - size + 1)
+  cols = jax.random.randint(cols_key, (images.shape[0],), 0, width - size + 1)
+  cut = lambda image, r, c: jax.lax.dynamic_slice(image, (r, c, 0), (size, size, image.shape[-1]))
+  return jax.vmap(cut)(padded, rows, cols)
+
+
+def _crop_box(key: jax.Array, height: int, width: int, scale: tuple[float, float],
+              ratio: tuple[float, float], attempts: int = 10):
+  """torchvision RandomResizedCrop.get_params for one image: (top, left, h, w) floats."""
+  area = height * width
+  keys = jax.random.split(key, 4)
+  target_area = area * jax.random.uniform(keys[0], (attempts,), minval=scale[0], maxval=scale[1])
+  log_ratio = jax.random.uniform(keys[1], (attempts,), minval=math.log(ratio[0]),
+                                 maxval=math.log(ratio[1]))
+  aspect = jnp.exp(log_ratio)
+  w = jnp.round(jnp.sqrt(target_area * aspect))
+  h = jnp.round(jnp.sqrt(target_area / aspect))
+  ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+  first = jnp.argmax(ok)
+  # Fallback (no attempt fits): the centred crop with the aspect ratio clamped to `ratio`.
+  in_ratio = width / height
+  if in_ratio < ratio[0]:
+    fallback_w, fallback_h = width, round(width / ratio[0])
+  elif in_ratio > ratio[1]:
+    fallback_w, fallback_h = round(height * ratio[1]), height
+  else:
+    fallback_w, fallback_h = width, height
+  h = jnp.where(ok.any(), h[first], fallback_h)
+  w = jnp.where(ok.any(), w[first], fallback_w)
+  top = jnp.where(ok.any(), jnp.floor(jax.random.uniform(keys[2]) * (height - h + 1)),
+                  (height - h) // 2)
+  left = jnp.where(ok.any(), jnp.floor(jax.random.uniform(keys[3]) * (width - w + 1)),
+                   (width - w) // 2)
+  return top, left, h, w
+
+
+def random_resized_crop(key: jax.Array, images: jax.Array, size: int,
+                        scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> jax.Array:
+  """A random box per image (area fraction `scale`, aspect `ratio`, torchvision's rule),
+  resized bilinearly (antialiased) to size x size; float32 on the input's scale."""
+  height, width = images.shape[1:3]
+
+  def one(key, image):
+    top, left, h, w = _crop_box(key, height, width, scale, ratio)
+    factor = jnp.stack([size / h, size / w])
+    return jax.image.scale_and_translate(
+        image.astype(jnp.float32), (size, size, image.shape[-1]), (0, 1), factor,
+        -jnp.stack([top, left]) * factor, method="linear", antialias=True)
+
+  return jax.vmap(one)(jax.random.split(key, images.shape[0]), images)
+
+
+def resize_center_crop(images: jax.Array, resize: int, crop: int) -> jax.Array:
+  """Short side to `resize` (bilinear, antialiased), then the centred crop x crop window
+  (torchvision Resize(resize) + CenterCrop(crop)); float32."""
+  height, width = images.shape[1:3]
+  if height <= width:
+    new_h, new_w = resize, int(resize * width / height)
+  else:
+    new_h, new_w = int(resize * height / width), resize
+  if crop > min(new_h, new_w):
+    raise ValueError(f"centre crop {crop} exceeds the resized {new_h}x{new_w} images.")
+  resized = jax.image.resize(images.astype(jnp.float32),
+                             (images.shape[0], new_h, new_w, images.shape[-1]), "linear")
+  top, left = int(round((new_h - crop) / 2)), int(round((new_w - crop) / 2))
+  return resized[:, top:top + crop, left:left + crop]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+  """A data set's normalisation and its train (key, images) / eval (images) transforms."""
+  description: str
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  train: Callable[[jax.Array, jax.Array], jax.Array]
+  eval: Callable[[jax.Array], jax.Array]
+
+
+def _cifar(mean, std) -> Pipeline:
+  def train(key, images):
+    crop_key, flip_key = jax.random.split(key)
+    return normalize(random_flip(flip_key, random_crop(crop_key, images, 32, 4)), mean, std)
+  return Pipeline("random crop 32 (zero padding 4) + horizontal flip; eval: none",
+                  mean, std, train, lambda images: normalize(images, mean, std))
+
+
+def _imagenet() -> Pipeline:
+  mean, std = IMAGENET_MEAN, IMAGENET_STD
+  def train(key, images):
+    crop_key, flip_key = jax.random.split(key)
+    return normalize(random_flip(flip_key, random_resized_crop(crop_key, images, 224)),
+                     mean, std)
+  return Pipeline("random-resized-crop 224 + horizontal flip; eval: resize 256 + centre "
+                  "crop 224", mean, std, train,
+                  lambda images: normalize(resize_center_crop(images, 256, 224), mean, std))
+
+
+PIPELINES: Registry[Pipeline] = Registry("input pipeline")
+PIPELINES.register("digits")(_cifar(DIGITS_MEAN, DIGITS_STD))
+PIPELINES.register("cifar10")(_cifar(CIFAR10_MEAN, CIFAR10_STD))
+PIPELINES.register("cifar100")(_cifar(CIFAR100_MEAN, CIFAR100_STD))
+PIPELINES.register("imagenet30")(_imagenet())
+PIPELINES.register("imagenet1k")(_imagenet())
+
+
+def get_pipeline(dataset_name: str) -> Pipeline:
+  """The input pipeline of a data set (config field dataset.name)."""
+  return PIPELINES.get(dataset_name, field="dataset.name")
