@@ -14,9 +14,4 @@ from configs import common
 
 
 def get_config(variant: str = common.DEFAULT_VARIANT):
-  config = common.base_config()
-  config.variant = variant
-  config.dataset.name = "cifar10"
-  config.dataset.data_dir = "~/tensorflow_datasets"
-  common.set_attack(config, "badnets")
-  return common.reference_schedule(config)
+  return common.paper_config("cifar10", "badnets", variant)

@@ -86,3 +86,33 @@ def reference_schedule(config: ml_collections.ConfigDict) -> ml_collections.Conf
     config.train.update({"lr": 1e-3, "steps": 30000, "batch_size": 256, "eval_every": 1000})
     config.estep.period = 1000
   return config
+
+
+# Per data set: concentration kappa = nu (VIBE_SPEC.md section 1) and the default data_dir.
+PAPER_DATASETS = {
+    "cifar10": {"kappa": 10.0, "data_dir": "~/tensorflow_datasets"},
+    "cifar100": {"kappa": 20.0, "data_dir": "~/tensorflow_datasets"},
+    "imagenet30": {"kappa": 10.0, "data_dir": "~/data/imagenet30"},
+    "imagenet1k": {"kappa": 20.0, "data_dir": "~/tensorflow_datasets"},
+}
+
+
+def paper_config(dataset: str, attack: str, variant: str, *, label_mode: str = "all_to_one",
+                 rate: float = 0.1, target: int = 0, **params) -> ml_collections.ConfigDict:
+  """One of the reference's experiments: data set, attack (with its reference settings),
+  per-data-set kappa / nu, and the reference schedule of the variant.
+
+  The SS variants need backbone.checkpoint (--mode pretrain, or a solo-learn checkpoint
+  converted by convert_torch_ckpt.py); the FM variants a backbone (features.extractor
+  'backbone') or a features file (features.file).
+  """
+  config = base_config()
+  config.variant = variant
+  config.dataset.name = dataset
+  config.dataset.data_dir = PAPER_DATASETS[dataset]["data_dir"]
+  config.vibe.kappa = config.vibe.nu = PAPER_DATASETS[dataset]["kappa"]
+  if dataset.startswith("imagenet"):
+    config.backbone.stem = "imagenet"
+  set_attack(config, attack, **params)
+  config.attack.update({"label_mode": label_mode, "rate": rate, "target": target})
+  return reference_schedule(config)

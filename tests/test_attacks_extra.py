@@ -356,20 +356,24 @@ def test_digits_configs_build(name, variant):
 def clean_reference_accuracy() -> float:
   """Test ACC of the undefended baseline trained on the *clean* digits training set, with
   the digits configs' features, head and schedule."""
-  from vibe_jax import features as features_lib
+  from flax import nnx
+  from vibe_jax import features as features_lib, parallel
   from vibe_jax.data import datasets
   from vibe_jax.em import loop
+  from vibe_jax.models.vibe import VibeHead, VibeModel, class_centroids
   config = importlib.import_module("configs.digits_badnets").get_config()
   dataset = datasets.load_dataset("digits", seed=config.dataset.split_seed)
-  extract = features_lib.make_extractor(config.features, dataset.train_images)
-  train = jnp.asarray(extract(dataset.train_images))
-  labels = jnp.asarray(dataset.train_labels)
-  model = run.build_model(config, train, labels, dataset.num_classes, kappa=config.baseline.kappa)
-  data = loop.TrainData(train, labels, dataset.train_labels,
-                        np.zeros(len(dataset.train_labels), bool))
-  model = loop.fit(model, data, config, objective="baseline", steps=config.baseline.steps,
-                   optimizer_config=config.baseline)
-  predictions = loop.predict(model, jnp.asarray(extract(dataset.test_images)))
+  extract = features_lib.make_extractor(config, dataset.train_images)
+  train, labels = extract(dataset.train_images), dataset.train_labels
+  mesh = parallel.make_mesh(1)
+  centroids = class_centroids(jnp.asarray(train), jnp.asarray(labels), dataset.num_classes)
+  head = VibeHead(dataset.num_classes, centroids.shape[-1], kappa=config.baseline.kappa,
+                  nu=config.vibe.nu, prior_temperature=config.vibe.prior_temperature,
+                  likelihood="a", rngs=nnx.Rngs(config.seed), mu_z=centroids, mu_y=centroids)
+  data = loop.shard_training_data(train, labels, labels, np.zeros(len(labels), bool), mesh)
+  model = loop.fit(VibeModel(head), data, config, objective="baseline",
+                   steps=config.baseline.steps, optimizer_config=config.baseline, mesh=mesh)
+  predictions = loop.predict(model, parallel.replicate(extract(dataset.test_images), mesh))
   return metrics.accuracy(predictions, dataset.test_labels)
 
 

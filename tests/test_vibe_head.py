@@ -61,8 +61,19 @@ def test_p_y_given_l_normalises_over_y():
 
 def test_class_centroids():
   features = jnp.asarray([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
-  centroids = class_centroids(features, jnp.asarray([0, 0, 2]), 3)
-  np.testing.assert_allclose(np.asarray(centroids), [[2, 0], [0, 0], [0, 2]])
+  centroids = np.asarray(class_centroids(features, jnp.asarray([0, 0, 2]), 3))
+  np.testing.assert_allclose(centroids[[0, 2]], [[2, 0], [0, 2]])
+  assert np.linalg.norm(centroids[1]) > 0.1  # no sample of class 1: a random direction
+
+
+def test_empty_class_keeps_gradients_finite():
+  features, labels = jnp.asarray([[1.0, 0.0], [0.0, 2.0]]), jnp.asarray([0, 2])
+  centroids = class_centroids(features, labels, 3)
+  head = VibeHead(3, 2, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="a",
+                  rngs=nnx.Rngs(0), mu_z=centroids, mu_y=centroids)
+  graphdef, params = nnx.split(head, nnx.Param)
+  grads = jax.grad(lambda p: nnx.merge(graphdef, p).ln_joint(features, labels).sum())(params)
+  assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
 
 
 def test_head_gradients_are_finite():

@@ -90,10 +90,16 @@ class VibeHead(nnx.Module):
 
 
 def class_centroids(features: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
-  """(C, D) mean feature per label: the reference's prototype initialisation."""
+  """(C, D) mean feature per label: the reference's prototype initialisation.
+
+  A label no sample carries gets a fixed random direction instead of the zero vector,
+  whose normalisation has no gradient (NaN) and would stall training.
+  """
   one_hot = jax.nn.one_hot(labels, num_classes, dtype=features.dtype)
   sums = jnp.matmul(one_hot.T, features, precision=_HIGHEST)
-  return sums / jnp.maximum(one_hot.sum(0)[:, None], 1.0)
+  counts = one_hot.sum(0)[:, None]
+  fallback = jax.random.normal(jax.random.PRNGKey(0), sums.shape, features.dtype)
+  return jnp.where(counts > 0, sums / jnp.maximum(counts, 1.0), fallback)
 
 
 class VibeModel(nnx.Module):

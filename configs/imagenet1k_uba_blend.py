@@ -1,0 +1,13 @@
+"""ImageNet-1k, universal backdoor (one blended pattern per class, many-to-many), 8,000 poisoned images.
+
+  python main.py --config configs/imagenet1k_uba_blend.py:ss_f --config.backbone.checkpoint=CKPT --workdir runs/imagenet1k_uba_blend
+
+The variant (ss_a, ss_f, fm_a, fm_f; a / f on raw pixels) is the argument after the colon;
+see configs/common.paper_config for what each needs.
+"""
+
+from configs import common
+
+
+def get_config(variant: str = common.DEFAULT_VARIANT):
+  return common.paper_config("imagenet1k", "uba_blend", variant, num_poisoned=8000)

@@ -1,0 +1,13 @@
+"""ImageNet-30 (image folder with train/ and test/), blend, 10 % poisoning, target 0.
+
+  python main.py --config configs/imagenet30_blend.py:ss_f --config.backbone.checkpoint=CKPT --workdir runs/imagenet30_blend
+
+The variant (ss_a, ss_f, fm_a, fm_f; a / f on raw pixels) is the argument after the colon;
+see configs/common.paper_config for what each needs.
+"""
+
+from configs import common
+
+
+def get_config(variant: str = common.DEFAULT_VARIANT):
+  return common.paper_config("imagenet30", "blend", variant)
