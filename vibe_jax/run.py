@@ -22,6 +22,8 @@ from vibe_jax.em import loop
 from vibe_jax.filtering import filter_report, leiden_poison_filter
 from vibe_jax.models import load_backbone_model
 from vibe_jax.models.vibe import VibeHead, VibeModel, class_centroids
+from vibe_jax.report import report as report_lib
+from vibe_jax.report import snapshots, writers
 from vibe_jax.variants import Variant, get_variant
 
 # Per-channel mean / std of [0, 1] pixels that fine-tuned backbones are fed with.
@@ -53,11 +55,18 @@ class Prepared:
   augment: Callable | None
   filter: dict | None
 
-  def evaluate(self, model: VibeModel) -> dict[str, float]:
+  def predict(self, model: VibeModel) -> dict[str, np.ndarray]:
+    """Predictions on the clean and on the poisoned test set."""
+    return {"clean": loop.predict(model, self.test_inputs),
+            "poisoned": loop.predict(model, self.poisoned_inputs)}
+
+  def evaluate(self, model: VibeModel,
+               predictions: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     test = self.experiment.poisoned_test
-    return metrics.defense_metrics(
-        loop.predict(model, self.test_inputs), self.experiment.dataset.test_labels,
-        loop.predict(model, self.poisoned_inputs), test.true_labels, test.attacker_labels)
+    predictions = self.predict(model) if predictions is None else predictions
+    return metrics.defense_metrics(predictions["clean"], self.experiment.dataset.test_labels,
+                                   predictions["poisoned"], test.true_labels,
+                                   test.attacker_labels)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -180,24 +189,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
                   parallel.replicate(poisoned_inputs, mesh), new_model, augment_fn, report)
 
 
-class _Log:
-  """JSON lines in the workdir (process 0 only)."""
-
-  def __init__(self, path: str):
-    self._file = open(path, "a") if jax.process_index() == 0 else None
-
-  def writer(self, phase: str) -> Callable[[dict], None]:
-    def write(record: dict) -> None:
-      if self._file is not None:
-        self._file.write(json.dumps({"phase": phase, **record}) + "\n")
-        self._file.flush()
-    return write
-
-  def close(self) -> None:
-    if self._file is not None:
-      self._file.close()
-
-
 def _phases(config: ml_collections.ConfigDict) -> list[tuple[str, str, int, float, object]]:
   """(name, objective, steps, kappa, optimizer config) of each model the run trains."""
   phases = [("baseline", "baseline", config.baseline.steps, config.baseline.kappa,
@@ -219,11 +210,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
   prepared = prepare(config, workdir, mesh)
-  log = _Log(os.path.join(workdir, "log.jsonl"))
+  log = writers.MetricWriter(workdir)
   results = {"config": {"dataset": config.dataset.name, "attack": config.attack.name,
                         "variant": config.variant}}
   if prepared.filter is not None:
     results["leiden_filter"] = prepared.filter
+  predictions = {}
   for name, objective, steps, kappa, optimizer_config in _phases(config):
     model = loop.fit(
         prepared.new_model(kappa), prepared.data, config, objective=objective, steps=steps,
@@ -231,14 +223,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         checkpoint_dir=os.path.join(workdir, "checkpoints", name),
         train_mu_y=prepared.variant.train_mu_y or objective == "baseline",
         augment=prepared.augment, evaluate=prepared.evaluate if objective == "vibe" else None,
-        log=log.writer(name), desc=name if name == "baseline" else f"vibe-{config.variant}")
-    results[name] = prepared.evaluate(model)
+        log=log.writer(name), desc=name if name == "baseline" else f"vibe-{config.variant}",
+        on_estep=snapshots.EstepSnapshots(
+            os.path.join(workdir, "snapshots"), prepared.data, steps, config.estep.period,
+            seed=config.seed, batch_size=config.features.batch_size)
+        if objective == "vibe" else None)
+    predictions[name] = prepared.predict(model)
+    results[name] = prepared.evaluate(model, predictions[name])
+    log.write(name, {"step": steps, "kind": "eval", **results[name]})
   log.close()
   results["seconds"] = round(time.time() - started, 1)
   if primary:
+    save_predictions(os.path.join(workdir, "predictions.npz"), prepared, predictions)
     write_json_atomically(os.path.join(workdir, "results.json"), results)
     print(format_results_table(results))
+    _write_report(workdir)
   return results
+
+
+def save_predictions(path: str, prepared: Prepared,
+                     predictions: dict[str, dict[str, np.ndarray]]) -> None:
+  """Test-set predictions of each model and the labels they are scored against (for the
+  report's confusion matrices): `<model>_clean`, `<model>_poisoned`, and the labels."""
+  test = prepared.experiment.poisoned_test
+  arrays = {f"{model}_{split}": np.asarray(labels, np.int32)
+            for model, by_split in predictions.items() for split, labels in by_split.items()}
+  arrays.update(clean_labels=prepared.experiment.dataset.test_labels,
+                poisoned_true_labels=test.true_labels,
+                poisoned_attacker_labels=test.attacker_labels,
+                num_classes=np.int64(prepared.experiment.dataset.num_classes))
+  temporary = path + ".tmp"
+  with open(temporary, "wb") as f:
+    np.savez(f, **arrays)
+  os.replace(temporary, path)
+
+
+def _write_report(workdir: str) -> None:
+  """report.md and the plots; a failure here is reported, not raised, since the results
+  are already saved and `--mode report` can regenerate them."""
+  try:
+    path = report_lib.write_report(workdir)
+    print(f"Report: {path}")
+  except Exception as error:  # pylint: disable=broad-except
+    print(f"Writing the report failed ({type(error).__name__}: {error}); results.json is "
+          f"saved. Retry with: python main.py --mode report --workdir {workdir}")
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
