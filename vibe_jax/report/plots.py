@@ -70,8 +70,8 @@ def plot_losses(records: list[dict], path: str) -> str:
     estep_steps, _ = _series(records, phase, "estep", "agree_true")
     for i, step in enumerate(estep_steps):
       ax.axvline(step, color="gray", ls=":", lw=1, label="E-step" if i == 0 else None)
-    if len(losses) and np.all(losses > 0):
-      ax.set_yscale("log")
+    if len(losses) and np.all(losses > 0) and losses.max() > 10 * losses.min():
+      ax.set_yscale("log")  # only where the loss spans decades; else log ticks are sparse
     title = PHASE_TITLES.get(phase, phase)
     if lr and lr[-1] is not None:
       title += f"\n(lr {lr[-1]:g})"

@@ -163,7 +163,11 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
   if projection == "umap" and not plots.umap_available():
     raise ImportError("projection 'umap' needs umap-learn (pip install umap-learn); or use "
                       "the default projection 'pca'.")
-  config = _read_json(os.path.join(workdir, "config.json")) or config
+  stored = _read_json(os.path.join(workdir, "config.json"))
+  if stored is not None and config is not None and json.loads(json.dumps(config)) != stored:
+    print("Note: the report describes the workdir's config.json (what the run used), not "
+          "the --config given.")
+  config = stored or config
   results = _read_json(os.path.join(workdir, "results.json"))
   log_path = os.path.join(workdir, "log.jsonl")
   records = writers.read_log(log_path) if os.path.exists(log_path) else []
