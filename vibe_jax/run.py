@@ -22,6 +22,7 @@ from vibe_jax.em import loop
 from vibe_jax.filtering import filter_report, leiden_poison_filter
 from vibe_jax.models import load_backbone_model
 from vibe_jax.models.vibe import VibeHead, VibeModel, class_centroids
+from vibe_jax.report import predictions as predictions_lib
 from vibe_jax.report import report as report_lib
 from vibe_jax.report import snapshots, writers
 from vibe_jax.variants import Variant, get_variant
@@ -234,28 +235,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   log.close()
   results["seconds"] = round(time.time() - started, 1)
   if primary:
-    save_predictions(os.path.join(workdir, "predictions.npz"), prepared, predictions)
+    test = prepared.experiment.poisoned_test
+    predictions_lib.save_predictions(
+        os.path.join(workdir, "predictions.npz"), predictions,
+        clean_labels=prepared.experiment.dataset.test_labels,
+        poisoned_true_labels=test.true_labels, poisoned_attacker_labels=test.attacker_labels,
+        num_classes=prepared.experiment.dataset.num_classes)
     write_json_atomically(os.path.join(workdir, "results.json"), results)
     print(format_results_table(results))
     _write_report(workdir)
   return results
-
-
-def save_predictions(path: str, prepared: Prepared,
-                     predictions: dict[str, dict[str, np.ndarray]]) -> None:
-  """Test-set predictions of each model and the labels they are scored against (for the
-  report's confusion matrices): `<model>_clean`, `<model>_poisoned`, and the labels."""
-  test = prepared.experiment.poisoned_test
-  arrays = {f"{model}_{split}": np.asarray(labels, np.int32)
-            for model, by_split in predictions.items() for split, labels in by_split.items()}
-  arrays.update(clean_labels=prepared.experiment.dataset.test_labels,
-                poisoned_true_labels=test.true_labels,
-                poisoned_attacker_labels=test.attacker_labels,
-                num_classes=np.int64(prepared.experiment.dataset.num_classes))
-  temporary = path + ".tmp"
-  with open(temporary, "wb") as f:
-    np.savez(f, **arrays)
-  os.replace(temporary, path)
 
 
 def _write_report(workdir: str) -> None:

@@ -13,9 +13,8 @@ import json
 import os
 from typing import Callable
 
-import numpy as np
-
 from vibe_jax.report import plots, snapshots, writers
+from vibe_jax.report import predictions as predictions_lib
 
 __all__ = ["write_report"]
 
@@ -172,11 +171,7 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
   log_path = os.path.join(workdir, "log.jsonl")
   records = writers.read_log(log_path) if os.path.exists(log_path) else []
   found_snapshots = snapshots.load_snapshots(os.path.join(workdir, "snapshots"))
-  predictions_path = os.path.join(workdir, "predictions.npz")
-  predictions = None
-  if os.path.exists(predictions_path):
-    with np.load(predictions_path) as npz:
-      predictions = {key: npz[key] for key in npz.files}
+  predictions = predictions_lib.load_predictions(os.path.join(workdir, "predictions.npz"))
   plots_dir = os.path.join(workdir, PLOTS)
   os.makedirs(plots_dir, exist_ok=True)
   plot_path = lambda name: os.path.join(plots_dir, name)
