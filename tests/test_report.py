@@ -192,7 +192,9 @@ def test_report_of_an_interrupted_run(finished, tmp_path):
   shutil.copytree(source, workdir, ignore=shutil.ignore_patterns("checkpoints", "features.npz"))
   for name in ("results.json", "predictions.npz", "report.md", "snapshots/estep_50.npz"):
     os.remove(workdir / name)
-  shutil.rmtree(workdir / "plots")
+  for name in ("loss.png", "estep.png", "eval.png", "features.png"):
+    os.remove(workdir / "plots" / name)  # to be regenerated
+  assert (workdir / "plots" / "confusion.png").exists()  # stale without predictions: removed
   # Cut the log in the middle of VIBE's training, mid-line, as a kill would.
   lines = (workdir / "log.jsonl").read_text().splitlines(keepends=True)
   cut = next(i for i, line in enumerate(lines) if '"phase": "vibe", "step": 75' in line)

@@ -136,13 +136,16 @@ def _estep_section(records: list[dict]) -> list[str]:
 
 def _plot_or_note(title: str, caption: str, draw: Callable[[str], str] | None, path: str,
                   missing: str, workdir: str) -> list[str]:
-  """Draws one figure (when its data exists) and returns its markdown section."""
+  """Draws one figure (when its data exists) and returns its markdown section. A skipped
+  figure's old PNG is removed, so plots/ always matches report.md."""
   lines = [f"### {title}", ""]
-  if draw is None:
-    return lines + [f"_Skipped: {missing}._", ""]
   try:
+    if draw is None:
+      raise ValueError(missing)
     draw(path)
   except ValueError as error:
+    if os.path.exists(path):
+      os.remove(path)
     return lines + [f"_Skipped: {error}._", ""]
   relative = os.path.relpath(path, workdir).replace(os.sep, "/")
   return lines + [caption, "", f"![{title}]({relative})", ""]
