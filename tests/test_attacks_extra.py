@@ -328,7 +328,7 @@ def test_evaluate_adds_per_attack_entries(monkeypatch):
       poisoned_predictions if inputs[0, 0] == 1 else labels)
   monkeypatch.setattr(run.loop, "predict", fake)
   prepared = run.Prepared(
-      variant=None, data=None, test_inputs=clean_inputs, test_labels=labels,
+      variant=None, num_classes=10, data=None, test_inputs=clean_inputs, test_labels=labels,
       poisoned_inputs=poisoned_inputs, poisoned_true_labels=test.true_labels,
       attacker_labels=test.attacker_labels, attack_index=test.attack_index,
       attack_names=test.attack_names, new_model=None, augment=None, preprocess=None,

@@ -22,6 +22,9 @@ from vibe_jax.em import loop
 from vibe_jax.filtering import filter_report, leiden_poison_filter
 from vibe_jax.models import load_backbone_model
 from vibe_jax.models.vibe import VibeHead, VibeModel, class_centroids
+from vibe_jax.report import predictions as predictions_lib
+from vibe_jax.report import report as report_lib
+from vibe_jax.report import snapshots, writers
 from vibe_jax.variants import Variant, get_variant
 
 
@@ -39,6 +42,7 @@ class Experiment:
 class Prepared:
   """Sharded training data, evaluation sets, and how to build a fresh model."""
   variant: Variant
+  num_classes: int
   data: loop.TrainData
   test_inputs: jax.Array
   test_labels: np.ndarray
@@ -52,15 +56,20 @@ class Prepared:
   preprocess: Callable | None    # feature passes: raw batch -> model inputs
   filter: dict | None
 
-  def evaluate(self, model: VibeModel) -> dict[str, float]:
-    poisoned_predictions = loop.predict(model, self.poisoned_inputs, preprocess=self.preprocess)
-    results = metrics.defense_metrics(
-        loop.predict(model, self.test_inputs, preprocess=self.preprocess), self.test_labels,
-        poisoned_predictions,
-        self.poisoned_true_labels, self.attacker_labels)
+  def predict(self, model: VibeModel) -> dict[str, np.ndarray]:
+    """Predictions on the clean and on the poisoned test set."""
+    return {"clean": loop.predict(model, self.test_inputs, preprocess=self.preprocess),
+            "poisoned": loop.predict(model, self.poisoned_inputs, preprocess=self.preprocess)}
+
+  def evaluate(self, model: VibeModel,
+               predictions: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    predictions = self.predict(model) if predictions is None else predictions
+    results = metrics.defense_metrics(predictions["clean"], self.test_labels,
+                                      predictions["poisoned"], self.poisoned_true_labels,
+                                      self.attacker_labels)
     if self.attack_index is not None:  # several attacks: ASR / RA per attack
       results.update(metrics.per_attack_metrics(
-          poisoned_predictions, self.poisoned_true_labels, self.attacker_labels,
+          predictions["poisoned"], self.poisoned_true_labels, self.attacker_labels,
           self.attack_index, self.attack_names))
     return results
 
@@ -210,30 +219,13 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
     backbone.train()
     return VibeModel(head, backbone)
 
-  return Prepared(variant, data, parallel.replicate(arrays["test_features"], mesh),
+  return Prepared(variant, num_classes, data,
+                  parallel.replicate(arrays["test_features"], mesh),
                   arrays["test_labels"], parallel.replicate(arrays["poisoned_test_features"], mesh),
                   arrays["poisoned_test_labels"], arrays["poisoned_test_targets"],
                   arrays.get("poisoned_test_attack_index"),
                   tuple(str(n) for n in arrays.get("attack_names", ())), new_model, augment_fn,
                   preprocess, report)
-
-
-class _Log:
-  """JSON lines in the workdir (process 0 only)."""
-
-  def __init__(self, path: str):
-    self._file = open(path, "a") if jax.process_index() == 0 else None
-
-  def writer(self, phase: str) -> Callable[[dict], None]:
-    def write(record: dict) -> None:
-      if self._file is not None:
-        self._file.write(json.dumps({"phase": phase, **record}) + "\n")
-        self._file.flush()
-    return write
-
-  def close(self) -> None:
-    if self._file is not None:
-      self._file.close()
 
 
 def _phases(config: ml_collections.ConfigDict) -> list[tuple[str, str, int, float, object]]:
@@ -257,11 +249,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
   prepared = prepare(config, workdir, mesh)
-  log = _Log(os.path.join(workdir, "log.jsonl"))
+  log = writers.MetricWriter(workdir)
   results = {"config": {"dataset": config.dataset.name, "attack": config.attack.name,
                         "variant": config.variant}}
   if prepared.filter is not None:
     results["leiden_filter"] = prepared.filter
+  predictions = {}
   for name, objective, steps, kappa, optimizer_config in _phases(config):
     model = loop.fit(
         prepared.new_model(kappa), prepared.data, config, objective=objective, steps=steps,
@@ -269,14 +262,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         checkpoint_dir=os.path.join(workdir, "checkpoints", name),
         train_mu_y=prepared.variant.train_mu_y or objective == "baseline",
         augment=prepared.augment, evaluate=prepared.evaluate if objective == "vibe" else None,
-        log=log.writer(name), desc=name if name == "baseline" else f"vibe-{config.variant}")
-    results[name] = prepared.evaluate(model)
+        log=log.writer(name), desc=name if name == "baseline" else f"vibe-{config.variant}",
+        on_estep=snapshots.EstepSnapshots(
+            os.path.join(workdir, "snapshots"), prepared.data, steps, config.estep.period,
+            seed=config.seed, batch_size=config.features.batch_size)
+        if objective == "vibe" else None)
+    predictions[name] = prepared.predict(model)
+    results[name] = prepared.evaluate(model, predictions[name])
+    log.write(name, {"step": steps, "kind": "eval", **results[name]})
   log.close()
   results["seconds"] = round(time.time() - started, 1)
   if primary:
+    predictions_lib.save_predictions(
+        os.path.join(workdir, "predictions.npz"), predictions,
+        clean_labels=prepared.test_labels, poisoned_true_labels=prepared.poisoned_true_labels,
+        poisoned_attacker_labels=prepared.attacker_labels, num_classes=prepared.num_classes)
     write_json_atomically(os.path.join(workdir, "results.json"), results)
     print(format_results_table(results))
+    _write_report(workdir)
   return results
+
+
+def _write_report(workdir: str) -> None:
+  """report.md and the plots; a failure here is reported, not raised, since the results
+  are already saved and `--mode report` can regenerate them."""
+  try:
+    path = report_lib.write_report(workdir)
+    print(f"Report: {path}")
+  except Exception as error:  # pylint: disable=broad-except
+    print(f"Writing the report failed ({type(error).__name__}: {error}); results.json is "
+          f"saved. Retry with: python main.py --mode report --workdir {workdir}")
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -68,6 +68,12 @@ def _ln_joint_batch(graphdef, params, rest, inputs, given_labels, uniform_likeli
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "preprocess"))
+def _features_batch(graphdef, params, rest, inputs, preprocess=None):
+  inputs = inputs if preprocess is None else preprocess(inputs)
+  return nnx.merge(graphdef, params, rest).features(inputs, train=False)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "preprocess"))
 def _predict_batch(graphdef, params, rest, inputs, preprocess=None):
   model = nnx.merge(graphdef, params, rest)
   inputs = inputs if preprocess is None else preprocess(inputs)
@@ -95,6 +101,17 @@ def predict(model: VibeModel, inputs: jax.Array, batch_size: int = 1024,
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   fn = lambda x: _predict_batch(graphdef, params, rest, x, preprocess)
   return parallel.to_host(_batched(fn, min(batch_size, inputs.shape[0]), inputs))
+
+
+def features(model: VibeModel, inputs: jax.Array, batch_size: int = 1024,
+             preprocess: Callable | None = None) -> jax.Array:
+  """(N, D) features the head sees, BatchNorm in eval mode (the inputs when frozen);
+  `preprocess` maps raw inputs to model inputs as in `predict`."""
+  if model.backbone is None:
+    return inputs
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  fn = lambda x: _features_batch(graphdef, params, rest, x, preprocess)
+  return _batched(fn, min(batch_size, inputs.shape[0]), inputs)
 
 
 def ln_joint(model: VibeModel, inputs: jax.Array, given_labels: jax.Array,
@@ -142,12 +159,16 @@ def fit(model: VibeModel, data: TrainData, config: ml_collections.ConfigDict, *,
         mesh: Mesh, checkpoint_dir: str | None = None, train_mu_y: bool = True,
         augment: Callable | None = None,
         evaluate: Callable[[VibeModel], dict] | None = None,
-        log: Callable[[dict], None] = lambda record: None, desc: str = "") -> VibeModel:
+        log: Callable[[dict], None] = lambda record: None,
+        on_estep: Callable[[int, VibeModel, jax.Array], None] | None = None,
+        desc: str = "") -> VibeModel:
   """Trains `model` for `steps` iterations (resuming from `checkpoint_dir`) and returns it.
 
   objective 'vibe': EM with an E-step every config.estep.period iterations (the first at
   iteration 0); 'baseline': cross-entropy on the given labels. `log` receives one record
-  per chunk (loss), per E-step (diagnostics) and per evaluation.
+  per chunk (loss, learning rates), per E-step (diagnostics) and per evaluation.
+  `on_estep(step, model, pseudo_labels)` runs after each E-step on every process (the
+  pseudo-labels are the sharded (N_padded,) array), e.g. to snapshot it for the report.
   """
   if objective not in mstep.OBJECTIVES:
     raise ValueError(f"objective {objective!r} is not one of {mstep.OBJECTIVES}.")
@@ -181,12 +202,15 @@ def fit(model: VibeModel, data: TrainData, config: ml_collections.ConfigDict, *,
                      config.train.eval_every if evaluate else math.inf,
                      config.checkpoint.every if checkpoints else math.inf)
   batch_sharding = parallel.data_sharded(mesh)
+  learning_rates = mstep.learning_rates(optimizer_config, train_mu_y)
   with tqdm.tqdm(total=steps, initial=start, desc=desc, unit="it", dynamic_ncols=True) as bar:
     for begin, stop in zip(events[:-1], events[1:]):
       if is_vibe and begin % period == 0:
-        pseudo_labels, record = run_estep(nnx.merge(graphdef, params, rest), data, config,
-                                          first=begin == 0)
+        current = nnx.merge(graphdef, params, rest)
+        pseudo_labels, record = run_estep(current, data, config, first=begin == 0)
         log({"step": begin, "kind": "estep", **record})
+        if on_estep is not None:
+          on_estep(begin, current, pseudo_labels)
         bar.write(f"E-step @ {begin}: " + ", ".join(
             f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
       if evaluate is not None and begin % config.train.eval_every == 0 and begin:
@@ -202,7 +226,7 @@ def fit(model: VibeModel, data: TrainData, config: ml_collections.ConfigDict, *,
         raise FloatingPointError(
             f"{desc} loss became {loss} between iterations {begin} and {stop}; lower the "
             "learning rate (train.lr / train.prior_lr) or check the features for NaN/inf.")
-      log({"step": stop, "kind": "train", "loss": loss})
+      log({"step": stop, "kind": "train", "loss": loss, **learning_rates})
       bar.set_postfix(loss=f"{loss:.4f}")
       bar.update(stop - begin)
       if checkpoints is not None:

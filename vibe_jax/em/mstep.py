@@ -40,6 +40,15 @@ def make_optimizer(train: ml_collections.ConfigDict, params: nnx.State,
       labels)
 
 
+def learning_rates(train: ml_collections.ConfigDict, train_mu_y: bool = True) -> dict[str, float]:
+  """The learning rate of each parameter group, as `make_optimizer` applies them (constant:
+  there is no schedule), for the training logs."""
+  rates = {"lr": float(train.lr), "prior_lr": float(train.prior_lr)}
+  if not train_mu_y:
+    rates["mu_y_lr"] = 0.0
+  return rates
+
+
 def batch_indices(key: jax.Array, step: jax.Array, num_samples: int, batch_size: int):
   """Indices of mini-batch `step`: shuffled epochs without replacement, last partial batch
   dropped. A pure function of (key, step), so a resumed run draws the same batches."""
