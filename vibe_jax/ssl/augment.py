@@ -8,7 +8,7 @@ Images are float32 NHWC in [0, 1]. Per image, in this order (solo-learn's CIFAR 
 
 1. random resized crop (torchvision semantics: area fraction ~ U(scale), log aspect ratio
    ~ U(log ratio), ten attempts then a centre-crop fallback; integer box), resized back to
-   the input size with bilinear interpolation (half-pixel centres, as torchvision);
+   the input size with PyTorch's bilinear interpolation (align_corners=False);
 2. colour jitter with probability `jitter_prob`: brightness, contrast, saturation and hue in
    a random order (torchvision's ColorJitter); hue is an exact HSV hue rotation;
 3. grayscale with probability `grayscale_prob` (ITU-R 601 luma, as torchvision);
@@ -141,19 +141,36 @@ def _crop_box(
     return top, left, crop_h, crop_w
 
 
+def _resize_weights(start: jax.Array, length: jax.Array, size: int) -> jax.Array:
+    """(size, size) bilinear weights mapping rows [start, start + length) onto `size` rows.
+
+    PyTorch's bilinear rule (align_corners=False): output o samples source position
+    (o + 0.5) * length / size - 0.5, clamped to the crop, so no pixel outside the box leaks in.
+    """
+    source = (jnp.arange(size, dtype=jnp.float32) + 0.5) * (length / size) - 0.5
+    source = jnp.maximum(source, 0.0)
+    low = jnp.floor(source)
+    fraction = (source - low)[:, None]
+    low = low.astype(jnp.int32)
+    high = jnp.minimum(low + 1, length - 1)
+    return (jax.nn.one_hot(start + low, size) * (1.0 - fraction)
+            + jax.nn.one_hot(start + high, size) * fraction)
+
+
 def random_resized_crop(
     key: jax.Array, image: jax.Array, scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
 ) -> jax.Array:
-    """One (H, W, C) image: a random box resized (bilinear) back to (H, W)."""
+    """One (H, W, C) image: a random box resized (bilinear) back to (H, W).
+
+    The crop and resize are one separable interpolation (two small matrices), so the box
+    may have a traced size: no dynamic shapes under jit.
+    """
     height, width = image.shape[0], image.shape[1]
     top, left, crop_h, crop_w = _crop_box(key, height, width, scale, ratio)
-    scale_hw = jnp.stack([height / crop_h, width / crop_w]).astype(jnp.float32)
-    translation = -jnp.stack([top, left]).astype(jnp.float32) * scale_hw
-    # Output pixel centre o + 0.5 samples input position (o + 0.5) / scale + offset.
-    return jax.image.scale_and_translate(
-        image, image.shape, spatial_dims=(0, 1), scale=scale_hw, translation=translation,
-        method="linear", antialias=False)
+    rows = _resize_weights(top, crop_h, height)
+    cols = _resize_weights(left, crop_w, width)
+    return jnp.einsum("oy,yxc,px->opc", rows, image, cols, precision=jax.lax.Precision.HIGHEST)
 
 
 def grayscale(image: jax.Array) -> jax.Array:

@@ -173,7 +173,7 @@ def _step(
 
 _STATIC = ("graphdef", "optimizer", "batch_size", "augment_config")
 _DONATED = ("params", "rest", "opt_state")
-State = tuple[nnx.State, nnx.State, optax.OptState, jax.Array]
+StepOutput = tuple[nnx.State, nnx.State, optax.OptState, jax.Array]  # state, loss
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC, donate_argnames=_DONATED)
@@ -181,7 +181,7 @@ def train_steps(
     graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, opt_state: optax.OptState, *,
     inputs: StepInputs, first_step: jax.Array, num_steps: jax.Array,
     optimizer: optax.GradientTransformation, batch_size: int, augment_config: AugmentConfig,
-) -> State:
+) -> StepOutput:
     """Runs `num_steps` steps from `first_step` in one compiled loop (accelerators).
 
     `num_steps` is traced, so chunks of any length share one compilation. Returns the new
@@ -204,7 +204,7 @@ def train_step(
     graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, opt_state: optax.OptState, *,
     inputs: StepInputs, step: jax.Array, optimizer: optax.GradientTransformation,
     batch_size: int, augment_config: AugmentConfig,
-) -> State:
+) -> StepOutput:
     """One step as its own program: the same step as train_steps, driven from the host.
 
     Why: XLA:CPU runs weight-gradient convolutions inside a while loop (fori_loop) about
