@@ -89,6 +89,6 @@ def set_digits_ssl(config: ml_collections.ConfigDict) -> None:
   """
   config.backbone.update({"arch": "resnet18", "stem": "imagenet", "width": 16})
   config.ssl.update(
-      {"steps": 300, "batch_size": 256, "optimizer": "adam", "lr": 2e-3, "weight_decay": 1e-4,
-       "warmup_steps": 15, "projector_hidden_dim": 512, "projector_output_dim": 128,
+      {"steps": 600, "batch_size": 256, "optimizer": "adam", "lr": 2e-3, "weight_decay": 1e-4,
+       "warmup_steps": 30, "projector_hidden_dim": 512, "projector_output_dim": 128,
        "crop_scale_min": 0.3, "flip_prob": 0.0, "log_every": 25})

@@ -137,6 +137,16 @@ def test_nt_xent_matches_numpy(temperature):
     assert np.isfinite(grads).all()
 
 
+def test_schedule_warms_up_then_decays_to_zero():
+    ssl = _tiny_ssl(100, lr=0.5, warmup_steps=10)
+    schedule = simclr.learning_rate_schedule(ssl)
+    np.testing.assert_allclose(
+        [schedule(0), schedule(5), schedule(10), schedule(55), schedule(100)],
+        [0.0, 0.25, 0.5, 0.25, 0.0], atol=1e-6)
+    short = simclr.learning_rate_schedule(_tiny_ssl(5, lr=0.5, warmup_steps=10))
+    np.testing.assert_allclose(short(4), 0.2, atol=1e-6)  # ends inside the warmup
+
+
 def test_knn_accuracy_matches_bruteforce():
     rng = np.random.default_rng(3)
     train, test = rng.normal(size=(40, 5)), rng.normal(size=(13, 5))
@@ -209,7 +219,7 @@ def test_pretrain_writes_a_loadable_backbone(tmp_path):
 
 @pytest.mark.parametrize("field,value,match", [
     ("optimizer", "rmsprop", "ssl.optimizer"),
-    ("warmup_steps", 20, "ssl.warmup_steps"),
+    ("warmup_steps", -1, "ssl.warmup_steps"),
     ("batch_size", 0, "ssl.batch_size"),
     ("crop_scale_min", 1.5, "ssl.crop_scale_min"),
 ])
@@ -223,10 +233,11 @@ def test_bad_ssl_config_fails_before_training(field, value, match):
 def test_cli_pretrain(tmp_path):
     command = [sys.executable, "main.py", "--config", "configs/digits_badnets.py:ssl",
                "--mode", "pretrain", f"--workdir={tmp_path}", "--config.ssl.steps=5",
-               "--config.ssl.warmup_steps=1", "--config.ssl.batch_size=32",
+               "--config.ssl.batch_size=32",
                "--config.backbone.width=4", "--config.ssl.projector_hidden_dim=16"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "kNN (k=20, cosine)" in done.stdout
+    assert "ends inside the learning-rate warmup" in done.stderr  # 5 steps < 30 warmup
     assert (tmp_path / "backbone" / "backbone.json").is_file()

@@ -16,6 +16,7 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
+from absl import logging
 import numpy as np
 from flax import nnx
 
@@ -42,10 +43,8 @@ def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
     for field, value in positive.items():
         if not value > 0:
             raise ValueError(f"{field}={value} must be positive.")
-    if not 0 <= ssl.warmup_steps < ssl.steps:
-        raise ValueError(
-            f"ssl.warmup_steps={ssl.warmup_steps} must lie in [0, ssl.steps={ssl.steps}); "
-            "lower ssl.warmup_steps (about 1 % of the steps is usual).")
+    if ssl.warmup_steps < 0:
+        raise ValueError(f"ssl.warmup_steps={ssl.warmup_steps} must be >= 0.")
     if ssl.weight_decay < 0:
         raise ValueError(f"ssl.weight_decay={ssl.weight_decay} must be >= 0.")
     for field in ("input_mean", "input_std"):
@@ -91,6 +90,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
     """
     run.validate_config(config)
     validate_ssl_config(config)
+    if config.ssl.warmup_steps >= config.ssl.steps:
+        logging.warning("ssl.warmup_steps=%d >= ssl.steps=%d: the run ends inside the "
+                        "learning-rate warmup.", config.ssl.warmup_steps, config.ssl.steps)
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "pretrain_config.json"), "w") as f:
         f.write(config.to_json_best_effort(indent=2))

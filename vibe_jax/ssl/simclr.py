@@ -88,10 +88,14 @@ def nt_xent_loss(z1: jax.Array, z2: jax.Array, temperature: float | jax.Array) -
 
 
 def learning_rate_schedule(ssl: ml_collections.ConfigDict) -> optax.Schedule:
-    """Linear warmup from 0 over ssl.warmup_steps, then cosine decay to 0 at ssl.steps."""
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=ssl.lr, warmup_steps=ssl.warmup_steps,
-        decay_steps=ssl.steps, end_value=0.0)
+    """Linear warmup from 0 over ssl.warmup_steps, then cosine decay to 0 at ssl.steps.
+
+    A run shorter than the warmup (a smoke test with --config.ssl.steps=5) simply ends
+    inside it, rather than failing.
+    """
+    warmup = optax.linear_schedule(0.0, ssl.lr, ssl.warmup_steps)
+    decay = optax.cosine_decay_schedule(ssl.lr, max(ssl.steps - ssl.warmup_steps, 1))
+    return optax.join_schedules([warmup, decay], [ssl.warmup_steps])
 
 
 def _is_kernel(params: nnx.State) -> nnx.State:
