@@ -147,6 +147,17 @@ def test_schedule_warms_up_then_decays_to_zero():
     np.testing.assert_allclose(short(4), 0.2, atol=1e-6)  # ends inside the warmup
 
 
+@pytest.mark.parametrize("name", ["lars", "sgd", "adam"])
+def test_optimizers_decay_kernels_but_not_biases(name):
+    ssl = _tiny_ssl(10, optimizer=name, lr=0.1, weight_decay=0.5)
+    params = {"kernel": jnp.ones((3, 4)), "bias": jnp.ones((4,))}
+    optimizer = simclr.make_optimizer(ssl)
+    zero_grads = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = optimizer.update(zero_grads, optimizer.init(params), params)
+    assert float(jnp.max(updates["kernel"])) < 0.0  # weight decay shrinks the kernel
+    np.testing.assert_array_equal(updates["bias"], 0.0)
+
+
 def test_knn_accuracy_matches_bruteforce():
     rng = np.random.default_rng(3)
     train, test = rng.normal(size=(40, 5)), rng.normal(size=(13, 5))
