@@ -2,12 +2,19 @@
 
   python main.py --config configs/digits_badnets.py --workdir /tmp/digits_badnets
   python main.py --config configs/digits_badnets.py:f --workdir /tmp/digits_badnets_f   # variant F
+  python main.py --config configs/digits_badnets.py:ssl --mode pretrain --workdir /tmp/digits_ssl
+
+`:ssl` is the SimCLR pretraining config (`--mode pretrain`): the same poisoned training set,
+a small backbone, about five minutes on a 2-core CPU; it writes /tmp/digits_ssl/backbone.
 """
 
 from configs import common
 
 
 def get_config(variant: str = common.DEFAULT_VARIANT):
-  config = common.digits_config(variant)
+  ssl = variant == "ssl"
+  config = common.digits_config(common.DEFAULT_VARIANT if ssl else variant)
   common.set_attack(config, "badnets")
+  if ssl:
+    common.set_digits_ssl(config)
   return config
