@@ -28,204 +28,204 @@ augment_batch = jax.jit(augment.augment_batch, static_argnums=2)
 
 
 class TinyBackbone(nnx.Module):
-    """A one-conv stand-in for the ResNet where only the training loop is under test."""
+  """A one-conv stand-in for the ResNet where only the training loop is under test."""
 
-    feature_dim = 8
+  feature_dim = 8
 
-    def __init__(self, rngs: nnx.Rngs):
-        self.conv = nnx.Conv(3, self.feature_dim, (3, 3), rngs=rngs)
+  def __init__(self, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(3, self.feature_dim, (3, 3), rngs=rngs)
 
-    def __call__(self, images):
-        return jnp.mean(nnx.relu(self.conv(images)), axis=(1, 2))
+  def __call__(self, images):
+    return jnp.mean(nnx.relu(self.conv(images)), axis=(1, 2))
 
 
 @pytest.fixture(scope="module")
 def images():
-    return jnp.asarray(np.random.default_rng(0).random((6, 16, 16, 3)), jnp.float32)
+  return jnp.asarray(np.random.default_rng(0).random((6, 16, 16, 3)), jnp.float32)
 
 
 def test_augment_shapes_dtype_range(images):
-    views = augment_batch(jax.random.key(0), images, augment.AugmentConfig())
-    assert views.shape == images.shape and views.dtype == jnp.float32
-    assert float(views.min()) >= 0.0 and float(views.max()) <= 1.0
-    as_uint8 = augment_batch(
-        jax.random.key(0), (images * 255).astype(jnp.uint8), augment.AugmentConfig())
-    assert as_uint8.dtype == jnp.float32 and float(as_uint8.max()) <= 1.0
+  views = augment_batch(jax.random.key(0), images, augment.AugmentConfig())
+  assert views.shape == images.shape and views.dtype == jnp.float32
+  assert float(views.min()) >= 0.0 and float(views.max()) <= 1.0
+  as_uint8 = augment_batch(
+      jax.random.key(0), (images * 255).astype(jnp.uint8), augment.AugmentConfig())
+  assert as_uint8.dtype == jnp.float32 and float(as_uint8.max()) <= 1.0
 
 
 def test_augment_deterministic_per_key_and_different_across_keys(images):
-    config = augment.AugmentConfig()
-    first = augment_batch(jax.random.key(3), images, config)
-    np.testing.assert_array_equal(first, augment_batch(jax.random.key(3), images, config))
-    assert not np.allclose(first, augment_batch(jax.random.key(4), images, config))
-    # Per-sample randomness: identical inputs get different views.
-    same = augment_batch(jax.random.key(3), jnp.repeat(images[:1], 4, 0), config)
-    assert not np.allclose(same[0], same[1])
+  config = augment.AugmentConfig()
+  first = augment_batch(jax.random.key(3), images, config)
+  np.testing.assert_array_equal(first, augment_batch(jax.random.key(3), images, config))
+  assert not np.allclose(first, augment_batch(jax.random.key(4), images, config))
+  # Per-sample randomness: identical inputs get different views.
+  same = augment_batch(jax.random.key(3), jnp.repeat(images[:1], 4, 0), config)
+  assert not np.allclose(same[0], same[1])
 
 
 def test_forced_flip_is_exact_mirror(images):
-    views = augment_batch(jax.random.key(0), images, FLIP_ONLY)
-    np.testing.assert_array_equal(views, images[:, :, ::-1])
+  views = augment_batch(jax.random.key(0), images, FLIP_ONLY)
+  np.testing.assert_array_equal(views, images[:, :, ::-1])
 
 
 def test_forced_grayscale_has_equal_channels(images):
-    config = augment.AugmentConfig(jitter_prob=0.0, grayscale_prob=1.0, flip_prob=0.0)
-    views = np.asarray(augment_batch(jax.random.key(0), images, config))
-    np.testing.assert_array_equal(views[..., 0], views[..., 1])
-    np.testing.assert_array_equal(views[..., 0], views[..., 2])
+  config = augment.AugmentConfig(jitter_prob=0.0, grayscale_prob=1.0, flip_prob=0.0)
+  views = np.asarray(augment_batch(jax.random.key(0), images, config))
+  np.testing.assert_array_equal(views[..., 0], views[..., 1])
+  np.testing.assert_array_equal(views[..., 0], views[..., 2])
 
 
 def test_full_crop_is_identity(images):
-    same = augment.random_resized_crop(jax.random.key(0), images[0], (1.0, 1.0), (1.0, 1.0))
-    np.testing.assert_array_equal(same, images[0])
+  same = augment.random_resized_crop(jax.random.key(0), images[0], (1.0, 1.0), (1.0, 1.0))
+  np.testing.assert_array_equal(same, images[0])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_crop_matches_torch_crop_then_bilinear_resize(images, seed):
-    torch = pytest.importorskip("torch")
-    key = jax.random.key(seed)
-    image = images[seed]
-    crop_key = jax.random.split(key, 5)[0]  # augment_image's first key
-    top, left, h, w = (int(v) for v in augment._crop_box(crop_key, 16, 16, (0.08, 1.0),
-                                                          (3 / 4, 4 / 3)))
-    assert 0 <= top and top + h <= 16 and 0 <= left and left + w <= 16
-    box = torch.from_numpy(np.array(image[top:top + h, left:left + w])).permute(2, 0, 1)
-    expected = torch.nn.functional.interpolate(
-        box[None], size=(16, 16), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
-    got = augment.random_resized_crop(crop_key, image)
-    np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
+  torch = pytest.importorskip("torch")
+  key = jax.random.key(seed)
+  image = images[seed]
+  crop_key = jax.random.split(key, 5)[0]  # augment_image's first key
+  top, left, h, w = (int(v) for v in augment._crop_box(crop_key, 16, 16, (0.08, 1.0),
+                                                        (3 / 4, 4 / 3)))
+  assert 0 <= top and top + h <= 16 and 0 <= left and left + w <= 16
+  box = torch.from_numpy(np.array(image[top:top + h, left:left + w])).permute(2, 0, 1)
+  expected = torch.nn.functional.interpolate(
+      box[None], size=(16, 16), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+  got = augment.random_resized_crop(crop_key, image)
+  np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
 
 
 def test_hsv_round_trip_matches_colorsys():
-    rgb = np.random.default_rng(1).random((200, 3)).astype(np.float32)
-    rgb[:3] = 0.5  # grey: hue and saturation 0
-    expected = np.array([colorsys.rgb_to_hsv(*pixel) for pixel in rgb])
-    np.testing.assert_allclose(augment.rgb_to_hsv(jnp.asarray(rgb)), expected, atol=1e-6)
-    np.testing.assert_allclose(
-        augment.hsv_to_rgb(jnp.asarray(expected, jnp.float32)), rgb, atol=1e-6)
-    shifted = np.array([colorsys.hsv_to_rgb((h + 0.25) % 1.0, s, v) for h, s, v in expected])
-    np.testing.assert_allclose(augment.adjust_hue(jnp.asarray(rgb), 0.25), shifted, atol=1e-5)
+  rgb = np.random.default_rng(1).random((200, 3)).astype(np.float32)
+  rgb[:3] = 0.5  # grey: hue and saturation 0
+  expected = np.array([colorsys.rgb_to_hsv(*pixel) for pixel in rgb])
+  np.testing.assert_allclose(augment.rgb_to_hsv(jnp.asarray(rgb)), expected, atol=1e-6)
+  np.testing.assert_allclose(
+      augment.hsv_to_rgb(jnp.asarray(expected, jnp.float32)), rgb, atol=1e-6)
+  shifted = np.array([colorsys.hsv_to_rgb((h + 0.25) % 1.0, s, v) for h, s, v in expected])
+  np.testing.assert_allclose(augment.adjust_hue(jnp.asarray(rgb), 0.25), shifted, atol=1e-5)
 
 
 def test_bad_crop_scale_names_the_field():
-    with pytest.raises(ValueError, match="ssl.crop_scale_min"):
-        augment.AugmentConfig(crop_scale=(0.0, 1.0))
+  with pytest.raises(ValueError, match="ssl.crop_scale_min"):
+    augment.AugmentConfig(crop_scale=(0.0, 1.0))
 
 
 def _nt_xent_numpy(z1, z2, temperature):
-    """SimCLR's loss written out per anchor, float64."""
-    z = np.concatenate([z1, z2]).astype(np.float64)
-    z /= np.linalg.norm(z, axis=1, keepdims=True)
-    n, half = len(z), len(z) // 2
-    losses = []
-    for i in range(n):
-        positive = (i + half) % n
-        others = [j for j in range(n) if j != i]
-        logits = np.array([z[i] @ z[j] for j in others]) / temperature
-        losses.append(-(z[i] @ z[positive] / temperature - np.log(np.exp(logits).sum())))
-    return np.mean(losses)
+  """SimCLR's loss written out per anchor, float64."""
+  z = np.concatenate([z1, z2]).astype(np.float64)
+  z /= np.linalg.norm(z, axis=1, keepdims=True)
+  n, half = len(z), len(z) // 2
+  losses = []
+  for i in range(n):
+    positive = (i + half) % n
+    others = [j for j in range(n) if j != i]
+    logits = np.array([z[i] @ z[j] for j in others]) / temperature
+    losses.append(-(z[i] @ z[positive] / temperature - np.log(np.exp(logits).sum())))
+  return np.mean(losses)
 
 
 @pytest.mark.parametrize("temperature", [0.2, 1.0])
 def test_nt_xent_matches_numpy(temperature):
-    rng = np.random.default_rng(2)
-    z1, z2 = rng.normal(size=(5, 7)), rng.normal(size=(5, 7))
-    got = simclr.nt_xent_loss(jnp.asarray(z1), jnp.asarray(z2), temperature)
-    np.testing.assert_allclose(float(got), _nt_xent_numpy(z1, z2, temperature), rtol=1e-5)
-    grads = jax.grad(lambda a: simclr.nt_xent_loss(a, jnp.asarray(z2), temperature))(
-        jnp.asarray(z1, jnp.float32))
-    assert np.isfinite(grads).all()
+  rng = np.random.default_rng(2)
+  z1, z2 = rng.normal(size=(5, 7)), rng.normal(size=(5, 7))
+  got = simclr.nt_xent_loss(jnp.asarray(z1), jnp.asarray(z2), temperature)
+  np.testing.assert_allclose(float(got), _nt_xent_numpy(z1, z2, temperature), rtol=1e-5)
+  grads = jax.grad(lambda a: simclr.nt_xent_loss(a, jnp.asarray(z2), temperature))(
+      jnp.asarray(z1, jnp.float32))
+  assert np.isfinite(grads).all()
 
 
 def test_schedule_warms_up_then_decays_to_zero():
-    ssl = _tiny_ssl(100, lr=0.5, warmup_steps=10)
-    schedule = simclr.learning_rate_schedule(ssl)
-    np.testing.assert_allclose(
-        [schedule(0), schedule(5), schedule(10), schedule(55), schedule(100)],
-        [0.0, 0.25, 0.5, 0.25, 0.0], atol=1e-6)
-    short = simclr.learning_rate_schedule(_tiny_ssl(5, lr=0.5, warmup_steps=10))
-    np.testing.assert_allclose(short(4), 0.2, atol=1e-6)  # ends inside the warmup
+  ssl = _tiny_ssl(100, lr=0.5, warmup_steps=10)
+  schedule = simclr.learning_rate_schedule(ssl)
+  np.testing.assert_allclose(
+      [schedule(0), schedule(5), schedule(10), schedule(55), schedule(100)],
+      [0.0, 0.25, 0.5, 0.25, 0.0], atol=1e-6)
+  short = simclr.learning_rate_schedule(_tiny_ssl(5, lr=0.5, warmup_steps=10))
+  np.testing.assert_allclose(short(4), 0.2, atol=1e-6)  # ends inside the warmup
 
 
 @pytest.mark.parametrize("name", ["lars", "sgd", "adam"])
 def test_optimizers_decay_kernels_but_not_biases(name):
-    ssl = _tiny_ssl(10, optimizer=name, lr=0.1, weight_decay=0.5)
-    params = {"kernel": jnp.ones((3, 4)), "bias": jnp.ones((4,))}
-    optimizer = simclr.make_optimizer(ssl)
-    zero_grads = jax.tree.map(jnp.zeros_like, params)
-    updates, _ = optimizer.update(zero_grads, optimizer.init(params), params)
-    assert float(jnp.max(updates["kernel"])) < 0.0  # weight decay shrinks the kernel
-    np.testing.assert_array_equal(updates["bias"], 0.0)
+  ssl = _tiny_ssl(10, optimizer=name, lr=0.1, weight_decay=0.5)
+  params = {"kernel": jnp.ones((3, 4)), "bias": jnp.ones((4,))}
+  optimizer = simclr.make_optimizer(ssl)
+  zero_grads = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = optimizer.update(zero_grads, optimizer.init(params), params)
+  assert float(jnp.max(updates["kernel"])) < 0.0  # weight decay shrinks the kernel
+  np.testing.assert_array_equal(updates["bias"], 0.0)
 
 
 def test_knn_accuracy_matches_bruteforce():
-    rng = np.random.default_rng(3)
-    train, test = rng.normal(size=(40, 5)), rng.normal(size=(13, 5))
-    train_labels, test_labels = rng.integers(0, 3, 40), rng.integers(0, 3, 13)
-    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
-    neighbours = np.argsort(-unit(test) @ unit(train).T, axis=1)[:, :5]
-    votes = np.stack([np.bincount(train_labels[row], minlength=3) for row in neighbours])
-    expected = np.mean(votes.argmax(1) == test_labels)
-    got = knn_eval.knn_accuracy(train, train_labels, test, test_labels, k=5)
-    assert got == pytest.approx(expected)
-    # Chunking with a padded last chunk gives the same predictions.
-    np.testing.assert_array_equal(
-        knn_eval.knn_predict(train, train_labels, test, k=5, chunk_size=4), votes.argmax(1))
+  rng = np.random.default_rng(3)
+  train, test = rng.normal(size=(40, 5)), rng.normal(size=(13, 5))
+  train_labels, test_labels = rng.integers(0, 3, 40), rng.integers(0, 3, 13)
+  unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+  neighbours = np.argsort(-unit(test) @ unit(train).T, axis=1)[:, :5]
+  votes = np.stack([np.bincount(train_labels[row], minlength=3) for row in neighbours])
+  expected = np.mean(votes.argmax(1) == test_labels)
+  got = knn_eval.knn_accuracy(train, train_labels, test, test_labels, k=5)
+  assert got == pytest.approx(expected)
+  # Chunking with a padded last chunk gives the same predictions.
+  np.testing.assert_array_equal(
+      knn_eval.knn_predict(train, train_labels, test, k=5, chunk_size=4), votes.argmax(1))
 
 
 def _tiny_ssl(steps, **overrides):
-    ssl = common.base_config().ssl
-    ssl.update({"steps": steps, "batch_size": 16, "optimizer": "adam", "lr": 3e-3,
-                "weight_decay": 0.0, "warmup_steps": 0, "projector_hidden_dim": 32,
-                "projector_output_dim": 16, "log_every": 5, **overrides})
-    return ssl
+  ssl = common.base_config().ssl
+  ssl.update({"steps": steps, "batch_size": 16, "optimizer": "adam", "lr": 3e-3,
+              "weight_decay": 0.0, "warmup_steps": 0, "projector_hidden_dim": 32,
+              "projector_output_dim": 16, "log_every": 5, **overrides})
+  return ssl
 
 
 def test_loss_decreases_and_host_and_compiled_loops_agree():
-    # 32 images, 16 x 16, width 4: the views of each image must be told apart from the rest.
-    data = np.random.default_rng(4).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
-    config = augment.AugmentConfig(crop_scale=(0.5, 1.0))
+  # 32 images, 16 x 16, width 4: the views of each image must be told apart from the rest.
+  data = np.random.default_rng(4).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
+  config = augment.AugmentConfig(crop_scale=(0.5, 1.0))
 
-    def run(host_loop, steps):
-        model = simclr.SimCLRModel(build_backbone("resnet18", "cifar", 4, seed=0), 32, 16,
-                                   rngs=nnx.Rngs(1))
-        return simclr.fit(model, data, _tiny_ssl(steps), augment_config=config,
-                          mean=(0.5,) * 3, std=(0.25,) * 3, seed=0, host_loop=host_loop)
+  def run(host_loop, steps):
+    model = simclr.SimCLRModel(build_backbone("resnet18", "cifar", 4, seed=0), 32, 16,
+                               rngs=nnx.Rngs(1))
+    return simclr.fit(model, data, _tiny_ssl(steps), augment_config=config,
+                      mean=(0.5,) * 3, std=(0.25,) * 3, seed=0, host_loop=host_loop)
 
-    _, history = run(host_loop=True, steps=30)
-    losses = [record["loss"] for record in history]
-    assert losses[-1] < losses[0] - 0.2, losses
-    # The same steps as one fori_loop per chunk (the accelerator path): the same run, up to
-    # XLA:CPU using other convolution kernels inside a loop.
-    _, compiled = run(host_loop=False, steps=30)
-    np.testing.assert_allclose([r["loss"] for r in compiled], losses, rtol=2e-3)
+  _, history = run(host_loop=True, steps=30)
+  losses = [record["loss"] for record in history]
+  assert losses[-1] < losses[0] - 0.2, losses
+  # The same steps as one fori_loop per chunk (the accelerator path): the same run, up to
+  # XLA:CPU using other convolution kernels inside a loop.
+  _, compiled = run(host_loop=False, steps=30)
+  np.testing.assert_allclose([r["loss"] for r in compiled], losses, rtol=2e-3)
 
 
 def test_nan_loss_names_the_learning_rate_field():
-    data = np.random.default_rng(5).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
-    model = simclr.SimCLRModel(TinyBackbone(nnx.Rngs(0)), 8, 8, rngs=nnx.Rngs(1))
-    with pytest.raises(FloatingPointError, match="ssl.lr"):
-        simclr.fit(model, data, _tiny_ssl(2, lr=float("nan"), log_every=2),
-                   augment_config=augment.AugmentConfig(), mean=(0.5,) * 3, std=(0.25,) * 3,
-                   seed=0)
+  data = np.random.default_rng(5).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
+  model = simclr.SimCLRModel(TinyBackbone(nnx.Rngs(0)), 8, 8, rngs=nnx.Rngs(1))
+  with pytest.raises(FloatingPointError, match="ssl.lr"):
+    simclr.fit(model, data, _tiny_ssl(2, lr=float("nan"), log_every=2),
+               augment_config=augment.AugmentConfig(), mean=(0.5,) * 3, std=(0.25,) * 3,
+               seed=0)
 
 
 def _digits_ssl_config(steps):
-    config = digits_badnets.get_config("ssl")
-    config.backbone.width = 4
-    config.ssl.update({"steps": steps, "batch_size": 32, "warmup_steps": 2,
-                       "projector_hidden_dim": 16, "projector_output_dim": 8, "log_every": 10})
-    return config
+  config = digits_badnets.get_config("ssl")
+  config.backbone.width = 4
+  config.ssl.update({"steps": steps, "batch_size": 32, "warmup_steps": 2,
+                     "projector_hidden_dim": 16, "projector_output_dim": 8, "log_every": 10})
+  return config
 
 
 def test_pretrain_writes_a_loadable_backbone(tmp_path):
-    path = pretrain.pretrain(_digits_ssl_config(steps=20), str(tmp_path))
-    assert path == tmp_path / "backbone"
-    features = load_backbone(path)(jnp.zeros((3, 32, 32, 3), jnp.float32))
-    assert features.shape == (3, 32) and np.isfinite(features).all()  # D = 8 * width
-    summary = json.loads((tmp_path / "pretrain.json").read_text())
-    assert 0.0 <= summary["knn_accuracy_backbone"] <= 1.0 and summary["steps"] == 20
-    assert len((tmp_path / "pretrain_log.jsonl").read_text().splitlines()) == 2
+  path = pretrain.pretrain(_digits_ssl_config(steps=20), str(tmp_path))
+  assert path == tmp_path / "backbone"
+  features = load_backbone(path)(jnp.zeros((3, 32, 32, 3), jnp.float32))
+  assert features.shape == (3, 32) and np.isfinite(features).all()  # D = 8 * width
+  summary = json.loads((tmp_path / "pretrain.json").read_text())
+  assert 0.0 <= summary["knn_accuracy_backbone"] <= 1.0 and summary["steps"] == 20
+  assert len((tmp_path / "pretrain_log.jsonl").read_text().splitlines()) == 2
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -235,20 +235,20 @@ def test_pretrain_writes_a_loadable_backbone(tmp_path):
     ("crop_scale_min", 1.5, "ssl.crop_scale_min"),
 ])
 def test_bad_ssl_config_fails_before_training(field, value, match):
-    config = _digits_ssl_config(steps=20)
-    config.ssl[field] = value
-    with pytest.raises(ValueError, match=match):
-        pretrain.validate_ssl_config(config)
+  config = _digits_ssl_config(steps=20)
+  config.ssl[field] = value
+  with pytest.raises(ValueError, match=match):
+    pretrain.validate_ssl_config(config)
 
 
 def test_cli_pretrain(tmp_path):
-    command = [sys.executable, "main.py", "--config", "configs/digits_badnets.py:ssl",
-               "--mode", "pretrain", f"--workdir={tmp_path}", "--config.ssl.steps=5",
-               "--config.ssl.batch_size=32",
-               "--config.backbone.width=4", "--config.ssl.projector_hidden_dim=16"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "kNN (k=20, cosine)" in done.stdout
-    assert "ends inside the learning-rate warmup" in done.stderr  # 5 steps < 30 warmup
-    assert (tmp_path / "backbone" / "backbone.json").is_file()
+  command = [sys.executable, "main.py", "--config", "configs/digits_badnets.py:ssl",
+             "--mode", "pretrain", f"--workdir={tmp_path}", "--config.ssl.steps=5",
+             "--config.ssl.batch_size=32",
+             "--config.backbone.width=4", "--config.ssl.projector_hidden_dim=16"]
+  done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "kNN (k=20, cosine)" in done.stdout
+  assert "ends inside the learning-rate warmup" in done.stderr  # 5 steps < 30 warmup
+  assert (tmp_path / "backbone" / "backbone.json").is_file()

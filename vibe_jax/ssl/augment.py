@@ -46,223 +46,223 @@ _CROP_ATTEMPTS = 10
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """Augmentation strengths; frozen (hashable) so it can be a static jit argument.
+  """Augmentation strengths; frozen (hashable) so it can be a static jit argument.
 
-    Defaults are SimCLR's colour-jitter strength 1 (0.8, 0.8, 0.8, 0.2), as in solo-learn's
-    SimCLR configs, without Gaussian blur or solarisation (not used on CIFAR).
-    """
+  Defaults are SimCLR's colour-jitter strength 1 (0.8, 0.8, 0.8, 0.2), as in solo-learn's
+  SimCLR configs, without Gaussian blur or solarisation (not used on CIFAR).
+  """
 
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
-    jitter_prob: float = 0.8
-    brightness: float = 0.8
-    contrast: float = 0.8
-    saturation: float = 0.8
-    hue: float = 0.2
-    grayscale_prob: float = 0.2
-    flip_prob: float = 0.5
+  crop_scale: tuple[float, float] = (0.08, 1.0)
+  crop_ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+  jitter_prob: float = 0.8
+  brightness: float = 0.8
+  contrast: float = 0.8
+  saturation: float = 0.8
+  hue: float = 0.2
+  grayscale_prob: float = 0.2
+  flip_prob: float = 0.5
 
-    def __post_init__(self):
-        # Plain floats and tuples (config values may be ints or lists), so the config hashes
-        # and jax.random gets float probabilities.
-        for name in ("crop_scale", "crop_ratio"):
-            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
-        for field in dataclasses.fields(self):
-            if field.name not in ("crop_scale", "crop_ratio"):
-                object.__setattr__(self, field.name, float(getattr(self, field.name)))
-        if len(self.crop_scale) != 2 or len(self.crop_ratio) != 2:
-            raise ValueError(f"crop scale/ratio must be (min, max) pairs, got {self}")
-        low, high = self.crop_scale
-        if not 0.0 < low <= high <= 1.0:
-            raise ValueError(
-                f"crop scale {self.crop_scale} must satisfy 0 < min <= max <= 1; "
-                "set ssl.crop_scale_min in (0, 1], e.g. 0.08"
-            )
-        if not 0.0 < self.crop_ratio[0] <= self.crop_ratio[1]:
-            raise ValueError(f"crop ratio {self.crop_ratio} must satisfy 0 < min <= max")
-        for name in ("jitter_prob", "grayscale_prob", "flip_prob"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1]")
-        for name in ("brightness", "contrast", "saturation"):
-            if getattr(self, name) < 0.0:
-                raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
-        if not 0.0 <= self.hue <= 0.5:
-            raise ValueError(f"hue={self.hue} must lie in [0, 0.5] (a fraction of a turn)")
+  def __post_init__(self):
+    # Plain floats and tuples (config values may be ints or lists), so the config hashes
+    # and jax.random gets float probabilities.
+    for name in ("crop_scale", "crop_ratio"):
+      object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+    for field in dataclasses.fields(self):
+      if field.name not in ("crop_scale", "crop_ratio"):
+        object.__setattr__(self, field.name, float(getattr(self, field.name)))
+    if len(self.crop_scale) != 2 or len(self.crop_ratio) != 2:
+      raise ValueError(f"crop scale/ratio must be (min, max) pairs, got {self}")
+    low, high = self.crop_scale
+    if not 0.0 < low <= high <= 1.0:
+      raise ValueError(
+          f"crop scale {self.crop_scale} must satisfy 0 < min <= max <= 1; "
+          "set ssl.crop_scale_min in (0, 1], e.g. 0.08"
+      )
+    if not 0.0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+      raise ValueError(f"crop ratio {self.crop_ratio} must satisfy 0 < min <= max")
+    for name in ("jitter_prob", "grayscale_prob", "flip_prob"):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1]")
+    for name in ("brightness", "contrast", "saturation"):
+      if getattr(self, name) < 0.0:
+        raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+    if not 0.0 <= self.hue <= 0.5:
+      raise ValueError(f"hue={self.hue} must lie in [0, 0.5] (a fraction of a turn)")
 
 
 def to_unit_float(images: jax.Array) -> jax.Array:
-    """uint8 [0, 255] -> float32 [0, 1]; float input is returned as float32 unchanged."""
-    if jnp.issubdtype(images.dtype, jnp.integer):
-        return images.astype(jnp.float32) / 255.0
-    return images.astype(jnp.float32)
+  """uint8 [0, 255] -> float32 [0, 1]; float input is returned as float32 unchanged."""
+  if jnp.issubdtype(images.dtype, jnp.integer):
+    return images.astype(jnp.float32) / 255.0
+  return images.astype(jnp.float32)
 
 
 def _crop_box(
     key: jax.Array, height: int, width: int, scale: tuple[float, float],
     ratio: tuple[float, float],
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """(top, left, crop height, crop width) as int32, torchvision's RandomResizedCrop rule."""
-    area_key, ratio_key, top_key, left_key = jax.random.split(key, 4)
-    area = height * width
-    target_area = area * jax.random.uniform(
-        area_key, (_CROP_ATTEMPTS,), minval=scale[0], maxval=scale[1])
-    aspect = jnp.exp(jax.random.uniform(
-        ratio_key, (_CROP_ATTEMPTS,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])))
-    crop_w = jnp.round(jnp.sqrt(target_area * aspect)).astype(jnp.int32)
-    crop_h = jnp.round(jnp.sqrt(target_area / aspect)).astype(jnp.int32)
-    valid = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
+  """(top, left, crop height, crop width) as int32, torchvision's RandomResizedCrop rule."""
+  area_key, ratio_key, top_key, left_key = jax.random.split(key, 4)
+  area = height * width
+  target_area = area * jax.random.uniform(
+      area_key, (_CROP_ATTEMPTS,), minval=scale[0], maxval=scale[1])
+  aspect = jnp.exp(jax.random.uniform(
+      ratio_key, (_CROP_ATTEMPTS,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])))
+  crop_w = jnp.round(jnp.sqrt(target_area * aspect)).astype(jnp.int32)
+  crop_h = jnp.round(jnp.sqrt(target_area / aspect)).astype(jnp.int32)
+  valid = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
 
-    # Fallback when no attempt fits: the largest centred box with the ratio clamped.
-    in_ratio = width / height
-    if in_ratio < ratio[0]:
-        fallback_w, fallback_h = width, int(round(width / ratio[0]))
-    elif in_ratio > ratio[1]:
-        fallback_w, fallback_h = int(round(height * ratio[1])), height
-    else:
-        fallback_w, fallback_h = width, height
+  # Fallback when no attempt fits: the largest centred box with the ratio clamped.
+  in_ratio = width / height
+  if in_ratio < ratio[0]:
+    fallback_w, fallback_h = width, int(round(width / ratio[0]))
+  elif in_ratio > ratio[1]:
+    fallback_w, fallback_h = int(round(height * ratio[1])), height
+  else:
+    fallback_w, fallback_h = width, height
 
-    first = jnp.argmax(valid)  # index of the first valid attempt (0 if none)
-    any_valid = jnp.any(valid)
-    crop_h = jnp.where(any_valid, crop_h[first], fallback_h)
-    crop_w = jnp.where(any_valid, crop_w[first], fallback_w)
-    # Uniform integer offsets in [0, H - h] and [0, W - w].
-    top = jnp.floor(jax.random.uniform(top_key) * (height - crop_h + 1)).astype(jnp.int32)
-    left = jnp.floor(jax.random.uniform(left_key) * (width - crop_w + 1)).astype(jnp.int32)
-    top = jnp.where(any_valid, top, (height - fallback_h) // 2)
-    left = jnp.where(any_valid, left, (width - fallback_w) // 2)
-    return top, left, crop_h, crop_w
+  first = jnp.argmax(valid)  # index of the first valid attempt (0 if none)
+  any_valid = jnp.any(valid)
+  crop_h = jnp.where(any_valid, crop_h[first], fallback_h)
+  crop_w = jnp.where(any_valid, crop_w[first], fallback_w)
+  # Uniform integer offsets in [0, H - h] and [0, W - w].
+  top = jnp.floor(jax.random.uniform(top_key) * (height - crop_h + 1)).astype(jnp.int32)
+  left = jnp.floor(jax.random.uniform(left_key) * (width - crop_w + 1)).astype(jnp.int32)
+  top = jnp.where(any_valid, top, (height - fallback_h) // 2)
+  left = jnp.where(any_valid, left, (width - fallback_w) // 2)
+  return top, left, crop_h, crop_w
 
 
 def _resize_weights(start: jax.Array, length: jax.Array, size: int) -> jax.Array:
-    """(size, size) bilinear weights mapping rows [start, start + length) onto `size` rows.
+  """(size, size) bilinear weights mapping rows [start, start + length) onto `size` rows.
 
-    PyTorch's bilinear rule (align_corners=False): output o samples source position
-    (o + 0.5) * length / size - 0.5, clamped to the crop, so no pixel outside the box leaks in.
-    """
-    source = (jnp.arange(size, dtype=jnp.float32) + 0.5) * (length / size) - 0.5
-    source = jnp.maximum(source, 0.0)
-    low = jnp.floor(source)
-    fraction = (source - low)[:, None]
-    low = low.astype(jnp.int32)
-    high = jnp.minimum(low + 1, length - 1)
-    return (jax.nn.one_hot(start + low, size) * (1.0 - fraction)
-            + jax.nn.one_hot(start + high, size) * fraction)
+  PyTorch's bilinear rule (align_corners=False): output o samples source position
+  (o + 0.5) * length / size - 0.5, clamped to the crop, so no pixel outside the box leaks in.
+  """
+  source = (jnp.arange(size, dtype=jnp.float32) + 0.5) * (length / size) - 0.5
+  source = jnp.maximum(source, 0.0)
+  low = jnp.floor(source)
+  fraction = (source - low)[:, None]
+  low = low.astype(jnp.int32)
+  high = jnp.minimum(low + 1, length - 1)
+  return (jax.nn.one_hot(start + low, size) * (1.0 - fraction)
+          + jax.nn.one_hot(start + high, size) * fraction)
 
 
 def random_resized_crop(
     key: jax.Array, image: jax.Array, scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
 ) -> jax.Array:
-    """One (H, W, C) image: a random box resized (bilinear) back to (H, W).
+  """One (H, W, C) image: a random box resized (bilinear) back to (H, W).
 
-    The crop and resize are one separable interpolation (two small matrices), so the box
-    may have a traced size: no dynamic shapes under jit.
-    """
-    height, width = image.shape[0], image.shape[1]
-    top, left, crop_h, crop_w = _crop_box(key, height, width, scale, ratio)
-    rows = _resize_weights(top, crop_h, height)
-    cols = _resize_weights(left, crop_w, width)
-    return jnp.einsum("oy,yxc,px->opc", rows, image, cols, precision=jax.lax.Precision.HIGHEST)
+  The crop and resize are one separable interpolation (two small matrices), so the box
+  may have a traced size: no dynamic shapes under jit.
+  """
+  height, width = image.shape[0], image.shape[1]
+  top, left, crop_h, crop_w = _crop_box(key, height, width, scale, ratio)
+  rows = _resize_weights(top, crop_h, height)
+  cols = _resize_weights(left, crop_w, width)
+  return jnp.einsum("oy,yxc,px->opc", rows, image, cols, precision=jax.lax.Precision.HIGHEST)
 
 
 def grayscale(image: jax.Array) -> jax.Array:
-    """Luma replicated over the 3 channels."""
-    luma = image @ jnp.asarray(_LUMA, image.dtype)
-    return jnp.repeat(luma[..., None], 3, axis=-1)
+  """Luma replicated over the 3 channels."""
+  luma = image @ jnp.asarray(_LUMA, image.dtype)
+  return jnp.repeat(luma[..., None], 3, axis=-1)
 
 
 def rgb_to_hsv(rgb: jax.Array) -> jax.Array:
-    """RGB in [0, 1] -> HSV in [0, 1] (hue as a fraction of a turn), last axis channels."""
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    value = jnp.max(rgb, axis=-1)
-    chroma = value - jnp.min(rgb, axis=-1)
-    grey = chroma == 0
-    safe_chroma = jnp.where(grey, 1.0, chroma)
-    saturation = jnp.where(value > 0, chroma / jnp.where(value > 0, value, 1.0), 0.0)
-    hue_red = (green - blue) / safe_chroma
-    hue_green = 2.0 + (blue - red) / safe_chroma
-    hue_blue = 4.0 + (red - green) / safe_chroma
-    hue = jnp.where(value == red, hue_red, jnp.where(value == green, hue_green, hue_blue))
-    hue = jnp.where(grey, 0.0, jnp.mod(hue / 6.0, 1.0))
-    return jnp.stack([hue, saturation, value], axis=-1)
+  """RGB in [0, 1] -> HSV in [0, 1] (hue as a fraction of a turn), last axis channels."""
+  red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+  value = jnp.max(rgb, axis=-1)
+  chroma = value - jnp.min(rgb, axis=-1)
+  grey = chroma == 0
+  safe_chroma = jnp.where(grey, 1.0, chroma)
+  saturation = jnp.where(value > 0, chroma / jnp.where(value > 0, value, 1.0), 0.0)
+  hue_red = (green - blue) / safe_chroma
+  hue_green = 2.0 + (blue - red) / safe_chroma
+  hue_blue = 4.0 + (red - green) / safe_chroma
+  hue = jnp.where(value == red, hue_red, jnp.where(value == green, hue_green, hue_blue))
+  hue = jnp.where(grey, 0.0, jnp.mod(hue / 6.0, 1.0))
+  return jnp.stack([hue, saturation, value], axis=-1)
 
 
 def hsv_to_rgb(hsv: jax.Array) -> jax.Array:
-    """Inverse of rgb_to_hsv."""
-    hue, saturation, value = hsv[..., 0], hsv[..., 1], hsv[..., 2]
-    sector_float = jnp.floor(hue * 6.0)
-    fraction = hue * 6.0 - sector_float
-    sector = jnp.mod(sector_float.astype(jnp.int32), 6)
-    p = value * (1.0 - saturation)
-    q = value * (1.0 - saturation * fraction)
-    t = value * (1.0 - saturation * (1.0 - fraction))
-    # Per sector, which of (v, q, p, t) each of R, G, B takes.
-    options = jnp.stack([value, q, p, t], axis=-1)
-    table = jnp.asarray(
-        [[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]], jnp.int32)
-    return jnp.take_along_axis(options, table[sector], axis=-1)
+  """Inverse of rgb_to_hsv."""
+  hue, saturation, value = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+  sector_float = jnp.floor(hue * 6.0)
+  fraction = hue * 6.0 - sector_float
+  sector = jnp.mod(sector_float.astype(jnp.int32), 6)
+  p = value * (1.0 - saturation)
+  q = value * (1.0 - saturation * fraction)
+  t = value * (1.0 - saturation * (1.0 - fraction))
+  # Per sector, which of (v, q, p, t) each of R, G, B takes.
+  options = jnp.stack([value, q, p, t], axis=-1)
+  table = jnp.asarray(
+      [[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]], jnp.int32)
+  return jnp.take_along_axis(options, table[sector], axis=-1)
 
 
 def adjust_hue(image: jax.Array, shift: jax.Array) -> jax.Array:
-    """Rotates the hue by `shift` (a fraction of a turn in [-0.5, 0.5]), as torchvision."""
-    hsv = rgb_to_hsv(image)
-    hsv = hsv.at[..., 0].set(jnp.mod(hsv[..., 0] + shift, 1.0))
-    return hsv_to_rgb(hsv)
+  """Rotates the hue by `shift` (a fraction of a turn in [-0.5, 0.5]), as torchvision."""
+  hsv = rgb_to_hsv(image)
+  hsv = hsv.at[..., 0].set(jnp.mod(hsv[..., 0] + shift, 1.0))
+  return hsv_to_rgb(hsv)
 
 
 def _blend(image: jax.Array, other: jax.Array, factor: jax.Array) -> jax.Array:
-    return jnp.clip(factor * image + (1.0 - factor) * other, 0.0, 1.0)
+  return jnp.clip(factor * image + (1.0 - factor) * other, 0.0, 1.0)
 
 
 def _color_jitter(key: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
-    """torchvision's ColorJitter: four adjustments with random factors, in random order."""
-    order_key, b_key, c_key, s_key, h_key = jax.random.split(key, 5)
+  """torchvision's ColorJitter: four adjustments with random factors, in random order."""
+  order_key, b_key, c_key, s_key, h_key = jax.random.split(key, 5)
 
-    def factor(k: jax.Array, strength: float) -> jax.Array:
-        return jax.random.uniform(k, minval=max(0.0, 1.0 - strength), maxval=1.0 + strength)
+  def factor(k: jax.Array, strength: float) -> jax.Array:
+    return jax.random.uniform(k, minval=max(0.0, 1.0 - strength), maxval=1.0 + strength)
 
-    brightness = factor(b_key, config.brightness)
-    contrast = factor(c_key, config.contrast)
-    saturation = factor(s_key, config.saturation)
-    hue = jax.random.uniform(h_key, minval=-config.hue, maxval=config.hue)
-    branches = (
-        lambda x: _blend(x, jnp.zeros_like(x), brightness),
-        lambda x: _blend(x, jnp.mean(grayscale(x)[..., 0]), contrast),
-        lambda x: _blend(x, grayscale(x), saturation),
-        lambda x: adjust_hue(x, hue),
-    )
-    order = jax.random.permutation(order_key, len(branches))
-    for position in range(len(branches)):
-        image = jax.lax.switch(order[position], branches, image)
-    return image
+  brightness = factor(b_key, config.brightness)
+  contrast = factor(c_key, config.contrast)
+  saturation = factor(s_key, config.saturation)
+  hue = jax.random.uniform(h_key, minval=-config.hue, maxval=config.hue)
+  branches = (
+      lambda x: _blend(x, jnp.zeros_like(x), brightness),
+      lambda x: _blend(x, jnp.mean(grayscale(x)[..., 0]), contrast),
+      lambda x: _blend(x, grayscale(x), saturation),
+      lambda x: adjust_hue(x, hue),
+  )
+  order = jax.random.permutation(order_key, len(branches))
+  for position in range(len(branches)):
+    image = jax.lax.switch(order[position], branches, image)
+  return image
 
 
 def augment_image(key: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
-    """One (H, W, 3) float image in [0, 1] -> one random view, still in [0, 1]."""
-    crop_key, jitter_key, apply_jitter_key, gray_key, flip_key = jax.random.split(key, 5)
-    image = random_resized_crop(crop_key, image, config.crop_scale, config.crop_ratio)
-    image = jnp.clip(image, 0.0, 1.0)
-    if config.jitter_prob > 0:
-        jittered = _color_jitter(jitter_key, image, config)
-        image = jnp.where(
-            jax.random.bernoulli(apply_jitter_key, config.jitter_prob), jittered, image)
-    if config.grayscale_prob > 0:
-        image = jnp.where(
-            jax.random.bernoulli(gray_key, config.grayscale_prob), grayscale(image), image)
-    if config.flip_prob > 0:
-        image = jnp.where(
-            jax.random.bernoulli(flip_key, config.flip_prob), image[:, ::-1], image)
-    return image
+  """One (H, W, 3) float image in [0, 1] -> one random view, still in [0, 1]."""
+  crop_key, jitter_key, apply_jitter_key, gray_key, flip_key = jax.random.split(key, 5)
+  image = random_resized_crop(crop_key, image, config.crop_scale, config.crop_ratio)
+  image = jnp.clip(image, 0.0, 1.0)
+  if config.jitter_prob > 0:
+    jittered = _color_jitter(jitter_key, image, config)
+    image = jnp.where(
+        jax.random.bernoulli(apply_jitter_key, config.jitter_prob), jittered, image)
+  if config.grayscale_prob > 0:
+    image = jnp.where(
+        jax.random.bernoulli(gray_key, config.grayscale_prob), grayscale(image), image)
+  if config.flip_prob > 0:
+    image = jnp.where(
+        jax.random.bernoulli(flip_key, config.flip_prob), image[:, ::-1], image)
+  return image
 
 
 def augment_batch(key: jax.Array, images: jax.Array, config: AugmentConfig) -> jax.Array:
-    """(B, H, W, 3) images (uint8, or float in [0, 1]) -> float32 views in [0, 1].
+  """(B, H, W, 3) images (uint8, or float in [0, 1]) -> float32 views in [0, 1].
 
-    Each image gets its own key (split from `key`), so views are independent and the batch
-    is a pure function of `key`.
-    """
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"augment_batch expects NHWC images with 3 channels, got {images.shape}")
-    images = to_unit_float(images)
-    keys = jax.random.split(key, images.shape[0])
-    return jax.vmap(augment_image, in_axes=(0, 0, None))(keys, images, config)
+  Each image gets its own key (split from `key`), so views are independent and the batch
+  is a pure function of `key`.
+  """
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"augment_batch expects NHWC images with 3 channels, got {images.shape}")
+  images = to_unit_float(images)
+  keys = jax.random.split(key, images.shape[0])
+  return jax.vmap(augment_image, in_axes=(0, 0, None))(keys, images, config)

@@ -45,64 +45,64 @@ __all__ = [
 
 
 class Projector(nnx.Module):
-    """Linear-BN-ReLU-Linear, solo-learn's SimCLR projector (2048/256 at full width)."""
+  """Linear-BN-ReLU-Linear, solo-learn's SimCLR projector (2048/256 at full width)."""
 
-    def __init__(self, in_features: int, hidden_dim: int, output_dim: int, *, rngs: nnx.Rngs):
-        self.linear1 = nnx.Linear(in_features, hidden_dim, rngs=rngs)
-        self.bn = nnx.BatchNorm(
-            hidden_dim, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_fast_variance=False,
-            rngs=rngs)
-        self.linear2 = nnx.Linear(hidden_dim, output_dim, rngs=rngs)
+  def __init__(self, in_features: int, hidden_dim: int, output_dim: int, *, rngs: nnx.Rngs):
+    self.linear1 = nnx.Linear(in_features, hidden_dim, rngs=rngs)
+    self.bn = nnx.BatchNorm(
+        hidden_dim, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_fast_variance=False,
+        rngs=rngs)
+    self.linear2 = nnx.Linear(hidden_dim, output_dim, rngs=rngs)
 
-    def __call__(self, features: jax.Array) -> jax.Array:
-        return self.linear2(nnx.relu(self.bn(self.linear1(features))))
+  def __call__(self, features: jax.Array) -> jax.Array:
+    return self.linear2(nnx.relu(self.bn(self.linear1(features))))
 
 
 class SimCLRModel(nnx.Module):
-    """A backbone (kept afterwards) and a projector (discarded after pretraining)."""
+  """A backbone (kept afterwards) and a projector (discarded after pretraining)."""
 
-    def __init__(
-        self, backbone: ResNet, hidden_dim: int, output_dim: int, *, rngs: nnx.Rngs
-    ):
-        self.backbone = backbone
-        self.projector = Projector(backbone.feature_dim, hidden_dim, output_dim, rngs=rngs)
+  def __init__(
+      self, backbone: ResNet, hidden_dim: int, output_dim: int, *, rngs: nnx.Rngs
+  ):
+    self.backbone = backbone
+    self.projector = Projector(backbone.feature_dim, hidden_dim, output_dim, rngs=rngs)
 
-    def __call__(self, images: jax.Array) -> jax.Array:
-        return self.projector(self.backbone(images))
+  def __call__(self, images: jax.Array) -> jax.Array:
+    return self.projector(self.backbone(images))
 
 
 def nt_xent_loss(z1: jax.Array, z2: jax.Array, temperature: float | jax.Array) -> jax.Array:
-    """SimCLR's NT-Xent: mean cross-entropy of each of the 2B embeddings picking its pair.
+  """SimCLR's NT-Xent: mean cross-entropy of each of the 2B embeddings picking its pair.
 
-    Cosine similarities over `temperature`; each row's candidates are the other 2B - 1
-    embeddings (itself excluded), the positive being the other view of the same image.
-    """
-    z = jnp.concatenate([z1, z2]).astype(jnp.float32)
-    z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
-    count = z.shape[0]
-    half = count // 2
-    logits = jnp.matmul(z, z.T, precision=jax.lax.Precision.HIGHEST) / temperature
-    logits = jnp.where(jnp.eye(count, dtype=bool), -jnp.inf, logits)
-    positives = jnp.concatenate([jnp.arange(half, count), jnp.arange(0, half)])
-    positive_logits = logits[jnp.arange(count), positives]
-    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - positive_logits)
+  Cosine similarities over `temperature`; each row's candidates are the other 2B - 1
+  embeddings (itself excluded), the positive being the other view of the same image.
+  """
+  z = jnp.concatenate([z1, z2]).astype(jnp.float32)
+  z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+  count = z.shape[0]
+  half = count // 2
+  logits = jnp.matmul(z, z.T, precision=jax.lax.Precision.HIGHEST) / temperature
+  logits = jnp.where(jnp.eye(count, dtype=bool), -jnp.inf, logits)
+  positives = jnp.concatenate([jnp.arange(half, count), jnp.arange(0, half)])
+  positive_logits = logits[jnp.arange(count), positives]
+  return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - positive_logits)
 
 
 def learning_rate_schedule(ssl: ml_collections.ConfigDict) -> optax.Schedule:
-    """Linear warmup from 0 over ssl.warmup_steps, then cosine decay to 0 at ssl.steps.
+  """Linear warmup from 0 over ssl.warmup_steps, then cosine decay to 0 at ssl.steps.
 
-    A run shorter than the warmup (a smoke test with --config.ssl.steps=5) simply ends
-    inside it, rather than failing.
-    """
-    warmup = optax.linear_schedule(0.0, ssl.lr, ssl.warmup_steps)
-    decay = optax.cosine_decay_schedule(ssl.lr, max(ssl.steps - ssl.warmup_steps, 1))
-    return optax.join_schedules([warmup, decay], [ssl.warmup_steps])
+  A run shorter than the warmup (a smoke test with --config.ssl.steps=5) simply ends
+  inside it, rather than failing.
+  """
+  warmup = optax.linear_schedule(0.0, ssl.lr, ssl.warmup_steps)
+  decay = optax.cosine_decay_schedule(ssl.lr, max(ssl.steps - ssl.warmup_steps, 1))
+  return optax.join_schedules([warmup, decay], [ssl.warmup_steps])
 
 
 def _is_kernel(params: nnx.State) -> nnx.State:
-    """True for weight matrices / conv kernels; biases and BN scales are excluded from weight
-    decay and LARS adaptation (solo-learn's exclude_bias_n_norm)."""
-    return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
+  """True for weight matrices / conv kernels; biases and BN scales are excluded from weight
+  decay and LARS adaptation (solo-learn's exclude_bias_n_norm)."""
+  return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
 
 
 OPTIMIZERS: Registry[Callable[[ml_collections.ConfigDict, optax.Schedule],
@@ -111,41 +111,41 @@ OPTIMIZERS: Registry[Callable[[ml_collections.ConfigDict, optax.Schedule],
 
 @OPTIMIZERS.register("lars")
 def _lars(ssl: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """The reference's optimiser (LARS, momentum 0.9, trust coefficient eta)."""
-    return optax.lars(
-        schedule, weight_decay=ssl.weight_decay, weight_decay_mask=_is_kernel,
-        trust_coefficient=ssl.lars_trust_coefficient, trust_ratio_mask=_is_kernel,
-        momentum=ssl.momentum)
+  """The reference's optimiser (LARS, momentum 0.9, trust coefficient eta)."""
+  return optax.lars(
+      schedule, weight_decay=ssl.weight_decay, weight_decay_mask=_is_kernel,
+      trust_coefficient=ssl.lars_trust_coefficient, trust_ratio_mask=_is_kernel,
+      momentum=ssl.momentum)
 
 
 @OPTIMIZERS.register("sgd")
 def _sgd(ssl: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """SGD with momentum and coupled (PyTorch-style) weight decay on kernels only."""
-    return optax.chain(
-        optax.add_decayed_weights(ssl.weight_decay, mask=_is_kernel),
-        optax.sgd(schedule, momentum=ssl.momentum or None))
+  """SGD with momentum and coupled (PyTorch-style) weight decay on kernels only."""
+  return optax.chain(
+      optax.add_decayed_weights(ssl.weight_decay, mask=_is_kernel),
+      optax.sgd(schedule, momentum=ssl.momentum or None))
 
 
 @OPTIMIZERS.register("adam")
 def _adam(ssl: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """AdamW (decoupled weight decay on kernels only); robust for short CPU runs."""
-    return optax.adamw(schedule, weight_decay=ssl.weight_decay, mask=_is_kernel)
+  """AdamW (decoupled weight decay on kernels only); robust for short CPU runs."""
+  return optax.adamw(schedule, weight_decay=ssl.weight_decay, mask=_is_kernel)
 
 
 def make_optimizer(ssl: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """The optimiser named by ssl.optimizer, on the warmup-cosine schedule."""
-    build = OPTIMIZERS.get(ssl.optimizer, field="ssl.optimizer")
-    return build(ssl, learning_rate_schedule(ssl))
+  """The optimiser named by ssl.optimizer, on the warmup-cosine schedule."""
+  build = OPTIMIZERS.get(ssl.optimizer, field="ssl.optimizer")
+  return build(ssl, learning_rate_schedule(ssl))
 
 
 class StepInputs(NamedTuple):
-    """The traced, non-state inputs of a step (a pytree, so one jit argument)."""
+  """The traced, non-state inputs of a step (a pytree, so one jit argument)."""
 
-    images: jax.Array  # (N, H, W, 3) uint8: the whole training set, on device
-    key: jax.Array  # batches and views are pure functions of (key, step)
-    temperature: jax.Array
-    mean: jax.Array  # (3,) the data set's statistics (transforms.get_pipeline)
-    std: jax.Array
+  images: jax.Array  # (N, H, W, 3) uint8: the whole training set, on device
+  key: jax.Array  # batches and views are pure functions of (key, step)
+  temperature: jax.Array
+  mean: jax.Array  # (3,) the data set's statistics (transforms.get_pipeline)
+  std: jax.Array
 
 
 def _step(
@@ -153,28 +153,28 @@ def _step(
     augment_config: AugmentConfig, inputs: StepInputs, step: jax.Array,
     state: tuple[nnx.State, nnx.State, optax.OptState],
 ) -> tuple[tuple[nnx.State, nnx.State, optax.OptState], jax.Array]:
-    """One SimCLR step: batch `step`, two views, NT-Xent, optimiser update."""
-    params, rest, opt_state = state
-    batch_key, view_key = jax.random.split(inputs.key)
-    indices = batch_indices(batch_key, step, inputs.images.shape[0], batch_size)
-    batch = inputs.images[indices]
-    key1, key2 = jax.random.split(jax.random.fold_in(view_key, step))
-    views = jnp.concatenate([
-        augment_batch(key1, batch, augment_config), augment_batch(key2, batch, augment_config)])
-    # Views are in [0, 1]; transforms.normalize, the one normalisation VIBE uses, wants 0..255.
-    views = transforms.normalize(255.0 * views, inputs.mean, inputs.std)
+  """One SimCLR step: batch `step`, two views, NT-Xent, optimiser update."""
+  params, rest, opt_state = state
+  batch_key, view_key = jax.random.split(inputs.key)
+  indices = batch_indices(batch_key, step, inputs.images.shape[0], batch_size)
+  batch = inputs.images[indices]
+  key1, key2 = jax.random.split(jax.random.fold_in(view_key, step))
+  views = jnp.concatenate([
+      augment_batch(key1, batch, augment_config), augment_batch(key2, batch, augment_config)])
+  # Views are in [0, 1]; transforms.normalize, the one normalisation VIBE uses, wants 0..255.
+  views = transforms.normalize(255.0 * views, inputs.mean, inputs.std)
 
-    def loss_fn(params, rest):
-        # copy=True: fresh Variables at grad's trace level, so BatchNorm may update its
-        # running statistics (merging `rest` as-is raises TraceContextError under grad).
-        model = nnx.merge(graphdef, params, rest, copy=True)
-        embeddings = model(views)
-        loss = nt_xent_loss(embeddings[:batch_size], embeddings[batch_size:], inputs.temperature)
-        return loss, nnx.state(model, nnx.Not(nnx.Param))
+  def loss_fn(params, rest):
+    # copy=True: fresh Variables at grad's trace level, so BatchNorm may update its
+    # running statistics (merging `rest` as-is raises TraceContextError under grad).
+    model = nnx.merge(graphdef, params, rest, copy=True)
+    embeddings = model(views)
+    loss = nt_xent_loss(embeddings[:batch_size], embeddings[batch_size:], inputs.temperature)
+    return loss, nnx.state(model, nnx.Not(nnx.Param))
 
-    (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), rest, opt_state), loss
+  (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return (optax.apply_updates(params, updates), rest, opt_state), loss
 
 
 _STATIC = ("graphdef", "optimizer", "batch_size", "augment_config")
@@ -188,21 +188,21 @@ def train_steps(
     inputs: StepInputs, first_step: jax.Array, num_steps: jax.Array,
     optimizer: optax.GradientTransformation, batch_size: int, augment_config: AugmentConfig,
 ) -> StepOutput:
-    """Runs `num_steps` steps from `first_step` in one compiled loop (accelerators).
+  """Runs `num_steps` steps from `first_step` in one compiled loop (accelerators).
 
-    `num_steps` is traced, so chunks of any length share one compilation. Returns the new
-    state and the chunk's mean loss.
-    """
-    step = functools.partial(_step, graphdef, optimizer, batch_size, augment_config, inputs)
+  `num_steps` is traced, so chunks of any length share one compilation. Returns the new
+  state and the chunk's mean loss.
+  """
+  step = functools.partial(_step, graphdef, optimizer, batch_size, augment_config, inputs)
 
-    def body(i, carry):
-        state, loss_sum = carry
-        state, loss = step(first_step + i, state)
-        return state, loss_sum + loss
+  def body(i, carry):
+    state, loss_sum = carry
+    state, loss = step(first_step + i, state)
+    return state, loss_sum + loss
 
-    (params, rest, opt_state), loss_sum = jax.lax.fori_loop(
-        0, num_steps, body, ((params, rest, opt_state), jnp.zeros((), jnp.float32)))
-    return params, rest, opt_state, loss_sum / jnp.maximum(num_steps, 1)
+  (params, rest, opt_state), loss_sum = jax.lax.fori_loop(
+      0, num_steps, body, ((params, rest, opt_state), jnp.zeros((), jnp.float32)))
+  return params, rest, opt_state, loss_sum / jnp.maximum(num_steps, 1)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC, donate_argnames=_DONATED)
@@ -211,16 +211,16 @@ def train_step(
     inputs: StepInputs, step: jax.Array, optimizer: optax.GradientTransformation,
     batch_size: int, augment_config: AugmentConfig,
 ) -> StepOutput:
-    """One step as its own program: the same step as train_steps, driven from the host.
+  """One step as its own program: the same step as train_steps, driven from the host.
 
-    Why: XLA:CPU runs weight-gradient convolutions inside a while loop (fori_loop) about
-    100x slower than outside one (measured with jax 0.10.2: 0.34 s -> 34 s for one conv), so
-    on CPU the host loop is ~10x faster; on GPU/TPU the compiled loop avoids dispatch.
-    """
-    (params, rest, opt_state), loss = _step(
-        graphdef, optimizer, batch_size, augment_config, inputs, step,
-        (params, rest, opt_state))
-    return params, rest, opt_state, loss
+  Why: XLA:CPU runs weight-gradient convolutions inside a while loop (fori_loop) about
+  100x slower than outside one (measured with jax 0.10.2: 0.34 s -> 34 s for one conv), so
+  on CPU the host loop is ~10x faster; on GPU/TPU the compiled loop avoids dispatch.
+  """
+  (params, rest, opt_state), loss = _step(
+      graphdef, optimizer, batch_size, augment_config, inputs, step,
+      (params, rest, opt_state))
+  return params, rest, opt_state, loss
 
 
 def fit(
@@ -236,56 +236,56 @@ def fit(
     desc: str = "simclr",
     host_loop: bool | None = None,
 ) -> tuple[SimCLRModel, list[dict]]:
-    """Trains `model` (train mode) for ssl.steps steps; returns it and the loss history.
+  """Trains `model` (train mode) for ssl.steps steps; returns it and the loss history.
 
-    One record {"step", "loss", "lr"} per chunk of ssl.log_every steps (the chunk's mean
-    loss) goes to `log` and to the returned history. The input model's arrays may be
-    donated: use the returned model. `host_loop` (default: on CPU only) runs each step as
-    its own jitted call instead of one fori_loop per chunk; both give the same steps.
-    """
-    num_samples = images.shape[0]
-    if not 2 <= ssl.batch_size <= num_samples:
-        raise ValueError(
-            f"ssl.batch_size={ssl.batch_size} must lie in [2, {num_samples}] (the number of "
-            "training images); lower ssl.batch_size.")
-    model.train()
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    optimizer = make_optimizer(ssl)
-    opt_state = optimizer.init(params)
-    schedule = learning_rate_schedule(ssl)
-    if host_loop is None:
-        host_loop = jax.default_backend() == "cpu"
-    inputs = StepInputs(
-        images=jnp.asarray(images), key=jax.random.key(seed),
-        temperature=jnp.asarray(ssl.temperature, jnp.float32),
-        mean=jnp.asarray(mean, jnp.float32), std=jnp.asarray(std, jnp.float32))
-    static = dict(optimizer=optimizer, batch_size=ssl.batch_size, augment_config=augment_config)
-    boundaries = [*range(0, ssl.steps, ssl.log_every), ssl.steps]
-    history = []
-    with tqdm.tqdm(total=ssl.steps, desc=desc, unit="it", dynamic_ncols=True) as bar:
-        for start, stop in zip(boundaries[:-1], boundaries[1:]):
-            if host_loop:
-                loss_sum = jnp.zeros((), jnp.float32)
-                for step in range(start, stop):
-                    params, rest, opt_state, loss = train_step(
-                        graphdef, params, rest, opt_state, inputs=inputs,
-                        step=jnp.asarray(step), **static)
-                    loss_sum = loss_sum + loss
-                    bar.update(1)
-                loss = loss_sum / (stop - start)
-            else:
-                params, rest, opt_state, loss = train_steps(
-                    graphdef, params, rest, opt_state, inputs=inputs,
-                    first_step=jnp.asarray(start), num_steps=jnp.asarray(stop - start),
-                    **static)
-                bar.update(stop - start)
-            loss = float(loss)
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"SimCLR loss became {loss} between steps {start} and {stop}; lower the "
-                    f"learning rate ssl.lr (now {ssl.lr}) or raise ssl.warmup_steps.")
-            record = {"step": stop, "loss": loss, "lr": float(schedule(stop - 1))}
-            history.append(record)
-            log(record)
-            bar.set_postfix(loss=f"{loss:.4f}")
-    return nnx.merge(graphdef, params, rest), history
+  One record {"step", "loss", "lr"} per chunk of ssl.log_every steps (the chunk's mean
+  loss) goes to `log` and to the returned history. The input model's arrays may be
+  donated: use the returned model. `host_loop` (default: on CPU only) runs each step as
+  its own jitted call instead of one fori_loop per chunk; both give the same steps.
+  """
+  num_samples = images.shape[0]
+  if not 2 <= ssl.batch_size <= num_samples:
+    raise ValueError(
+        f"ssl.batch_size={ssl.batch_size} must lie in [2, {num_samples}] (the number of "
+        "training images); lower ssl.batch_size.")
+  model.train()
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  optimizer = make_optimizer(ssl)
+  opt_state = optimizer.init(params)
+  schedule = learning_rate_schedule(ssl)
+  if host_loop is None:
+    host_loop = jax.default_backend() == "cpu"
+  inputs = StepInputs(
+      images=jnp.asarray(images), key=jax.random.key(seed),
+      temperature=jnp.asarray(ssl.temperature, jnp.float32),
+      mean=jnp.asarray(mean, jnp.float32), std=jnp.asarray(std, jnp.float32))
+  static = dict(optimizer=optimizer, batch_size=ssl.batch_size, augment_config=augment_config)
+  boundaries = [*range(0, ssl.steps, ssl.log_every), ssl.steps]
+  history = []
+  with tqdm.tqdm(total=ssl.steps, desc=desc, unit="it", dynamic_ncols=True) as bar:
+    for start, stop in zip(boundaries[:-1], boundaries[1:]):
+      if host_loop:
+        loss_sum = jnp.zeros((), jnp.float32)
+        for step in range(start, stop):
+          params, rest, opt_state, loss = train_step(
+              graphdef, params, rest, opt_state, inputs=inputs,
+              step=jnp.asarray(step), **static)
+          loss_sum = loss_sum + loss
+          bar.update(1)
+        loss = loss_sum / (stop - start)
+      else:
+        params, rest, opt_state, loss = train_steps(
+            graphdef, params, rest, opt_state, inputs=inputs,
+            first_step=jnp.asarray(start), num_steps=jnp.asarray(stop - start),
+            **static)
+        bar.update(stop - start)
+      loss = float(loss)
+      if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"SimCLR loss became {loss} between steps {start} and {stop}; lower the "
+            f"learning rate ssl.lr (now {ssl.lr}) or raise ssl.warmup_steps.")
+      record = {"step": stop, "loss": loss, "lr": float(schedule(stop - 1))}
+      history.append(record)
+      log(record)
+      bar.set_postfix(loss=f"{loss:.4f}")
+  return nnx.merge(graphdef, params, rest), history
