@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 from configs import common, digits_badnets
+from vibe_jax.data import transforms
 from vibe_jax.models import build_backbone, load_backbone
 from vibe_jax.ssl import augment, knn_eval, pretrain, simclr
 
@@ -80,8 +81,9 @@ def test_full_crop_is_identity(images):
   np.testing.assert_array_equal(same, images[0])
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_crop_matches_torch_crop_then_bilinear_resize(images, seed):
+@pytest.mark.parametrize("seed,size", [(0, None), (1, None), (2, None), (0, (24, 20)),
+                                       (1, (9, 11))])
+def test_crop_matches_torch_crop_then_bilinear_resize(images, seed, size):
   torch = pytest.importorskip("torch")
   key = jax.random.key(seed)
   image = images[seed]
@@ -91,9 +93,17 @@ def test_crop_matches_torch_crop_then_bilinear_resize(images, seed):
   assert 0 <= top and top + h <= 16 and 0 <= left and left + w <= 16
   box = torch.from_numpy(np.array(image[top:top + h, left:left + w])).permute(2, 0, 1)
   expected = torch.nn.functional.interpolate(
-      box[None], size=(16, 16), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
-  got = augment.random_resized_crop(crop_key, image)
-  np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
+      box[None], size=size or (16, 16), mode="bilinear", align_corners=False)[0]
+  got = augment.random_resized_crop(crop_key, image, size=size)
+  np.testing.assert_allclose(got, expected.permute(1, 2, 0).numpy(), atol=1e-6)
+
+
+def test_views_have_the_size_the_eval_transform_feeds_the_backbone(images):
+  """Pretraining sees the resolution VIBE's feature passes use (ImageNet: 224 crops)."""
+  assert pretrain.view_size(transforms.get_pipeline("digits"), (32, 32, 3)) == (32, 32)
+  assert pretrain.view_size(transforms.get_pipeline("imagenet30"), (64, 48, 3)) == (224, 224)
+  config = augment.AugmentConfig(output_size=(20, 24))
+  assert augment_batch(jax.random.key(0), images, config).shape == (6, 20, 24, 3)
 
 
 def test_hsv_round_trip_matches_colorsys():

@@ -7,8 +7,9 @@ choice is a function of the key, so a batch's views are a pure function of (key,
 Images are float32 NHWC in [0, 1]. Per image, in this order (solo-learn's CIFAR pipeline):
 
 1. random resized crop (torchvision semantics: area fraction ~ U(scale), log aspect ratio
-   ~ U(log ratio), ten attempts then a centre-crop fallback; integer box), resized back to
-   the input size with PyTorch's bilinear interpolation (align_corners=False);
+   ~ U(log ratio), ten attempts then a centre-crop fallback; integer box), resized to
+   `output_size` (default: the input size) with PyTorch's bilinear interpolation
+   (align_corners=False);
 2. colour jitter with probability `jitter_prob`: brightness, contrast, saturation and hue in
    a random order (torchvision's ColorJitter); hue is an exact HSV hue rotation;
 3. grayscale with probability `grayscale_prob` (ITU-R 601 luma, as torchvision);
@@ -50,6 +51,8 @@ class AugmentConfig:
 
   Defaults are SimCLR's colour-jitter strength 1 (0.8, 0.8, 0.8, 0.2), as in solo-learn's
   SimCLR configs, without Gaussian blur or solarisation (not used on CIFAR).
+  `output_size` (height, width) of the views; None keeps the input size. Pretraining sets
+  it to what the data set's eval transform feeds the backbone later.
   """
 
   crop_scale: tuple[float, float] = (0.08, 1.0)
@@ -61,6 +64,7 @@ class AugmentConfig:
   hue: float = 0.2
   grayscale_prob: float = 0.2
   flip_prob: float = 0.5
+  output_size: tuple[int, int] | None = None
 
   def __post_init__(self):
     # Plain floats and tuples (config values may be ints or lists), so the config hashes
@@ -68,8 +72,12 @@ class AugmentConfig:
     for name in ("crop_scale", "crop_ratio"):
       object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
     for field in dataclasses.fields(self):
-      if field.name not in ("crop_scale", "crop_ratio"):
+      if field.name not in ("crop_scale", "crop_ratio", "output_size"):
         object.__setattr__(self, field.name, float(getattr(self, field.name)))
+    if self.output_size is not None:
+      object.__setattr__(self, "output_size", tuple(int(v) for v in self.output_size))
+      if len(self.output_size) != 2 or min(self.output_size) < 1:
+        raise ValueError(f"output_size {self.output_size} must be (height, width) >= 1")
     if len(self.crop_scale) != 2 or len(self.crop_ratio) != 2:
       raise ValueError(f"crop scale/ratio must be (min, max) pairs, got {self}")
     low, high = self.crop_scale
@@ -133,8 +141,10 @@ def _crop_box(
   return top, left, crop_h, crop_w
 
 
-def _resize_weights(start: jax.Array, length: jax.Array, size: int) -> jax.Array:
-  """(size, size) bilinear weights mapping rows [start, start + length) onto `size` rows.
+def _resize_weights(start: jax.Array, length: jax.Array, size: int, source_size: int
+                    ) -> jax.Array:
+  """(size, source_size) bilinear weights mapping rows [start, start + length) of a
+  `source_size`-row image onto `size` rows.
 
   PyTorch's bilinear rule (align_corners=False): output o samples source position
   (o + 0.5) * length / size - 0.5, clamped to the crop, so no pixel outside the box leaks in.
@@ -145,23 +155,25 @@ def _resize_weights(start: jax.Array, length: jax.Array, size: int) -> jax.Array
   fraction = (source - low)[:, None]
   low = low.astype(jnp.int32)
   high = jnp.minimum(low + 1, length - 1)
-  return (jax.nn.one_hot(start + low, size) * (1.0 - fraction)
-          + jax.nn.one_hot(start + high, size) * fraction)
+  return (jax.nn.one_hot(start + low, source_size) * (1.0 - fraction)
+          + jax.nn.one_hot(start + high, source_size) * fraction)
 
 
 def random_resized_crop(
     key: jax.Array, image: jax.Array, scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+    size: tuple[int, int] | None = None,
 ) -> jax.Array:
-  """One (H, W, C) image: a random box resized (bilinear) back to (H, W).
+  """One (H, W, C) image: a random box resized (bilinear) to `size` (default (H, W)).
 
   The crop and resize are one separable interpolation (two small matrices), so the box
   may have a traced size: no dynamic shapes under jit.
   """
   height, width = image.shape[0], image.shape[1]
   top, left, crop_h, crop_w = _crop_box(key, height, width, scale, ratio)
-  rows = _resize_weights(top, crop_h, height)
-  cols = _resize_weights(left, crop_w, width)
+  out_h, out_w = (height, width) if size is None else size
+  rows = _resize_weights(top, crop_h, out_h, height)
+  cols = _resize_weights(left, crop_w, out_w, width)
   return jnp.einsum("oy,yxc,px->opc", rows, image, cols, precision=jax.lax.Precision.HIGHEST)
 
 
@@ -240,7 +252,8 @@ def _color_jitter(key: jax.Array, image: jax.Array, config: AugmentConfig) -> ja
 def augment_image(key: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
   """One (H, W, 3) float image in [0, 1] -> one random view, still in [0, 1]."""
   crop_key, jitter_key, apply_jitter_key, gray_key, flip_key = jax.random.split(key, 5)
-  image = random_resized_crop(crop_key, image, config.crop_scale, config.crop_ratio)
+  image = random_resized_crop(crop_key, image, config.crop_scale, config.crop_ratio,
+                              config.output_size)
   image = jnp.clip(image, 0.0, 1.0)
   if config.jitter_prob > 0:
     jittered = _color_jitter(jitter_key, image, config)
@@ -256,7 +269,8 @@ def augment_image(key: jax.Array, image: jax.Array, config: AugmentConfig) -> ja
 
 
 def augment_batch(key: jax.Array, images: jax.Array, config: AugmentConfig) -> jax.Array:
-  """(B, H, W, 3) images (uint8, or float in [0, 1]) -> float32 views in [0, 1].
+  """(B, H, W, 3) images (uint8, or float in [0, 1]) -> float32 views in [0, 1], of
+  config.output_size if set.
 
   Each image gets its own key (split from `key`), so views are independent and the batch
   is a pure function of `key`.

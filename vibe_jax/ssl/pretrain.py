@@ -12,12 +12,13 @@ import json
 import os
 import pathlib
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-from absl import logging
 import numpy as np
+from absl import logging
 from flax import nnx
 
 from vibe_jax import checkpoint, run
@@ -27,7 +28,8 @@ from vibe_jax.ssl import simclr
 from vibe_jax.ssl.augment import AugmentConfig
 from vibe_jax.ssl.knn_eval import knn_accuracy
 
-__all__ = ["augment_config", "extract_features", "pretrain", "validate_ssl_config"]
+__all__ = ["augment_config", "extract_features", "pretrain", "validate_ssl_config",
+           "view_size"]
 
 
 def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
@@ -51,15 +53,23 @@ def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
   augment_config(config)  # validates crop_scale_min and flip_prob
 
 
-def augment_config(config: ml_collections.ConfigDict) -> AugmentConfig:
+def augment_config(config: ml_collections.ConfigDict,
+                   output_size: tuple[int, int] | None = None) -> AugmentConfig:
   """The augmentation settings from config.ssl (the jitter strengths are SimCLR's)."""
   return AugmentConfig(crop_scale=(config.ssl.crop_scale_min, 1.0),
-                       flip_prob=config.ssl.flip_prob)
+                       flip_prob=config.ssl.flip_prob, output_size=output_size)
 
 
-def extract_features(
-    features_fn, images: np.ndarray, preprocess, batch_size: int = 512
-) -> np.ndarray:
+def view_size(pipeline: transforms.Pipeline, image_shape: tuple[int, ...]) -> tuple[int, int]:
+  """The (height, width) the data set's eval transform gives the backbone: the views' size,
+  so the backbone is pretrained at the resolution VIBE later feeds it."""
+  probe = jax.ShapeDtypeStruct((1, *image_shape), jnp.uint8)
+  return tuple(jax.eval_shape(pipeline.eval, probe).shape[1:3])
+
+
+def extract_features(features_fn: Callable[[jax.Array], jax.Array], images: np.ndarray,
+                     preprocess: Callable[[jax.Array], jax.Array],
+                     batch_size: int = 512) -> np.ndarray:
   """Backbone features of uint8 NHWC images in fixed-size batches (the last one padded).
 
   `preprocess` is the data set's eval transform, as in VIBE's own feature passes.
@@ -113,7 +123,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
       log_file.flush()
 
     model, history = simclr.fit(
-        model, train_images, config.ssl, augment_config=augment_config(config),
+        model, train_images, config.ssl,
+        augment_config=augment_config(config, view_size(pipeline, train_images.shape[1:])),
         mean=pipeline.mean, std=pipeline.std, seed=config.seed, log=log,
         desc=f"simclr-{config.backbone.arch}-w{config.backbone.width}")
   train_seconds = time.time() - started
