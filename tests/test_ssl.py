@@ -13,8 +13,10 @@ import pytest
 from flax import nnx
 
 from configs import common, digits_badnets
+from vibe_jax import features as features_lib
+from vibe_jax import run
 from vibe_jax.data import transforms
-from vibe_jax.models import build_backbone, load_backbone
+from vibe_jax.models import ResNet, build_backbone, load_backbone, load_backbone_model
 from vibe_jax.ssl import augment, knn_eval, pretrain, simclr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -233,9 +235,30 @@ def test_pretrain_writes_a_loadable_backbone(tmp_path):
   assert path == tmp_path / "backbone"
   features = load_backbone(path)(jnp.zeros((3, 32, 32, 3), jnp.float32))
   assert features.shape == (3, 32) and np.isfinite(features).all()  # D = 8 * width
+  assert isinstance(load_backbone_model(path), ResNet)  # what the SS variants fine-tune
   summary = json.loads((tmp_path / "pretrain.json").read_text())
   assert 0.0 <= summary["knn_accuracy_backbone"] <= 1.0 and summary["steps"] == 20
   assert len((tmp_path / "pretrain_log.jsonl").read_text().splitlines()) == 2
+  # The FM path's extractor reads it too (features.extractor='backbone').
+  config = digits_badnets.get_config("fm_f")
+  config.features.extractor, config.backbone.checkpoint = "backbone", str(path)
+  images = np.random.default_rng(6).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+  extracted = features_lib.make_extractor(config, images)(images)
+  assert extracted.shape == (5, 32)
+  np.testing.assert_allclose(np.linalg.norm(extracted, axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("dataset", ["digits", "cifar10"])
+def test_views_are_normalised_like_the_vibe_pipeline(dataset):
+  """With the augmentation switched off, a view is exactly what VIBE's eval transform gives
+  the backbone: one source of input statistics for pretraining and fine-tuning."""
+  identity = augment.AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                                   jitter_prob=0.0, grayscale_prob=0.0, flip_prob=0.0)
+  pipeline = transforms.get_pipeline(dataset)
+  images = jnp.asarray(np.random.default_rng(7).integers(0, 256, (4, 32, 32, 3), np.uint8))
+  views = simclr.make_views(jax.random.key(0), images, identity, pipeline.mean, pipeline.std)
+  expected = pipeline.eval(images)
+  np.testing.assert_allclose(views, jnp.concatenate([expected, expected]), atol=1e-5)
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -262,3 +285,21 @@ def test_cli_pretrain(tmp_path):
   assert "kNN (k=20, cosine)" in done.stdout
   assert "ends inside the learning-rate warmup" in done.stderr  # 5 steps < 30 warmup
   assert (tmp_path / "backbone" / "backbone.json").is_file()
+
+
+@pytest.mark.slow
+def test_pretrain_then_ss_f_end_to_end(tmp_path):
+  """The issue's pipeline in miniature: SimCLR on the poisoned digits, then VIBE-SS-F
+  fine-tuning that backbone inside EM (Leiden filter on), results.json with finite metrics."""
+  backbone = pretrain.pretrain(_digits_ssl_config(steps=4), str(tmp_path / "pretrain"))
+  config = digits_badnets.get_config("ss_f")
+  config.backbone.checkpoint = str(backbone)
+  config.train.update({"steps": 6, "batch_size": 32, "log_every": 3, "eval_every": 6})
+  config.estep.period = 3
+  config.baseline.steps = 3
+  run.train_and_evaluate(config, str(tmp_path / "run"))
+  results = json.loads((tmp_path / "run" / "results.json").read_text())
+  assert results["config"]["variant"] == "ss_f" and "leiden_filter" in results
+  for model in ("baseline", "vibe"):
+    for metric in ("acc", "asr", "ra"):
+      assert np.isfinite(results[model][metric]) and 0.0 <= results[model][metric] <= 1.0

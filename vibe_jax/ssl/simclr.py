@@ -38,6 +38,7 @@ __all__ = [
     "fit",
     "learning_rate_schedule",
     "make_optimizer",
+    "make_views",
     "nt_xent_loss",
     "train_step",
     "train_steps",
@@ -148,6 +149,20 @@ class StepInputs(NamedTuple):
   std: jax.Array
 
 
+def make_views(key: jax.Array, images: jax.Array, augment_config: AugmentConfig,
+               mean: jax.Array | Sequence[float], std: jax.Array | Sequence[float]
+               ) -> jax.Array:
+  """Two normalised views of each image, (2B, H', W', 3): first views, then second views.
+
+  Normalised by transforms.normalize with the data set's statistics, the function VIBE's
+  own pipeline uses, so the backbone sees one input distribution before and after.
+  """
+  key1, key2 = jax.random.split(key)
+  views = jnp.concatenate([augment_batch(key1, images, augment_config),
+                           augment_batch(key2, images, augment_config)])
+  return transforms.normalize(255.0 * views, mean, std)  # views are in [0, 1]
+
+
 def _step(
     graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, batch_size: int,
     augment_config: AugmentConfig, inputs: StepInputs, step: jax.Array,
@@ -158,11 +173,8 @@ def _step(
   batch_key, view_key = jax.random.split(inputs.key)
   indices = batch_indices(batch_key, step, inputs.images.shape[0], batch_size)
   batch = inputs.images[indices]
-  key1, key2 = jax.random.split(jax.random.fold_in(view_key, step))
-  views = jnp.concatenate([
-      augment_batch(key1, batch, augment_config), augment_batch(key2, batch, augment_config)])
-  # Views are in [0, 1]; transforms.normalize, the one normalisation VIBE uses, wants 0..255.
-  views = transforms.normalize(255.0 * views, inputs.mean, inputs.std)
+  views = make_views(jax.random.fold_in(view_key, step), batch, augment_config, inputs.mean,
+                     inputs.std)
 
   def loss_fn(params, rest):
     # copy=True: fresh Variables at grad's trace level, so BatchNorm may update its
