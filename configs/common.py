@@ -78,7 +78,10 @@ def set_attack(config: ml_collections.ConfigDict, name: str, **params) -> None:
 
 def digits_config(variant: str) -> ml_collections.ConfigDict:
   """The embedded digits set on frozen pixel features: the two-minute demo schedule; the
-  SS variants get their own (set_digits_ss)."""
+  SS variants get their own (set_digits_ss); variant 'ssl' is the SimCLR pretraining config
+  for `--mode pretrain` (set_digits_ssl)."""
+  ssl = variant == "ssl"
+  variant = DEFAULT_VARIANT if ssl else variant
   config = base_config()
   config.variant = variant
   config.train.steps = 2000
@@ -89,6 +92,8 @@ def digits_config(variant: str) -> ml_collections.ConfigDict:
   config.backbone.update({"arch": "resnet18", "stem": "imagenet", "width": 16})
   if variant.startswith("ss"):
     set_digits_ss(config)
+  if ssl:
+    set_digits_ssl(config)
   return config
 
 

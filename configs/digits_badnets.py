@@ -16,9 +16,6 @@ from configs import common
 
 
 def get_config(variant: str = common.DEFAULT_VARIANT):
-  ssl = variant == "ssl"
-  config = common.digits_config(common.DEFAULT_VARIANT if ssl else variant)
+  config = common.digits_config(variant)
   common.set_attack(config, "badnets")
-  if ssl:
-    common.set_digits_ssl(config)
   return config

@@ -274,6 +274,23 @@ def test_bad_ssl_config_fails_before_training(field, value, match):
     pretrain.validate_ssl_config(config)
 
 
+def test_pretraining_an_ss_config_needs_no_checkpoint_yet():
+  """`--mode pretrain` with the ss_f config validates only data and ssl fields; training
+  it still asks for the checkpoint."""
+  config = digits_badnets.get_config("ss_f")
+  run.validate_data_config(config)
+  pretrain.validate_ssl_config(config)
+  with pytest.raises(ValueError, match="backbone.checkpoint"):
+    run.validate_config(config)
+
+
+def test_every_digits_config_has_the_ssl_variant():
+  from configs import digits_blend
+  config = digits_blend.get_config("ssl")
+  assert config.variant == common.DEFAULT_VARIANT and config.attack.name == "blend"
+  assert config.ssl.to_dict() == digits_badnets.get_config("ssl").ssl.to_dict()
+
+
 def test_cli_pretrain(tmp_path):
   command = [sys.executable, "main.py", "--config", "configs/digits_badnets.py:ssl",
              "--mode", "pretrain", f"--workdir={tmp_path}", "--config.ssl.steps=5",

@@ -74,11 +74,19 @@ class Prepared:
     return results
 
 
+def validate_data_config(config: ml_collections.ConfigDict) -> None:
+  """The data set and attack fields alone: what --mode pretrain needs, before any backbone
+  checkpoint exists."""
+  datasets.DATASETS.get(config.dataset.name, field="dataset.name")
+  attacks.ATTACKS.get(config.attack.name, field="attack.name")
+  if not 0.0 < config.attack.rate < 1.0:
+    raise ValueError(f"attack.rate={config.attack.rate} must lie in (0, 1), e.g. 0.1.")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Fails early, naming the field, before data is loaded or anything is compiled."""
   variant = get_variant(config.variant)
-  datasets.DATASETS.get(config.dataset.name, field="dataset.name")
-  attacks.ATTACKS.get(config.attack.name, field="attack.name")
+  validate_data_config(config)
   if not variant.finetune_backbone:
     if not config.features.file:
       features_lib.EXTRACTORS.get(config.features.extractor, field="features.extractor")
@@ -88,8 +96,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                      "pretrain or convert_torch_ckpt.py).")
   if config.filter.leiden not in ("auto", "on", "off"):
     raise ValueError(f"filter.leiden={config.filter.leiden!r}; use 'auto', 'on' or 'off'.")
-  if not 0.0 < config.attack.rate < 1.0:
-    raise ValueError(f"attack.rate={config.attack.rate} must lie in (0, 1), e.g. 0.1.")
   positive = {"train.steps": config.train.steps, "train.batch_size": config.train.batch_size,
               "train.log_every": config.train.log_every,
               "train.eval_every": config.train.eval_every, "estep.period": config.estep.period,

@@ -97,7 +97,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   statistics included, replaced if present), <workdir>/pretrain_log.jsonl (loss per
   chunk) and <workdir>/pretrain.json (timings and the kNN diagnostic).
   """
-  run.validate_config(config)
+  run.validate_data_config(config)  # any variant's config: ss_* need no checkpoint yet
   validate_ssl_config(config)
   if config.ssl.warmup_steps >= config.ssl.steps:
     logging.warning("ssl.warmup_steps=%d >= ssl.steps=%d: the run ends inside the "
