@@ -261,7 +261,7 @@ def filter_report(
   """Summary of what was removed; with the true poison mask, how well it was targeted.
 
   precision = poisoned removed / removed, recall = poisoned removed / poisoned,
-  clean_removed_fraction = clean removed / clean; undefined ratios are NaN.
+  clean_removed_fraction = clean removed / clean; undefined ratios are None (JSON null).
   """
   keep_mask = np.asarray(result.keep_mask, dtype=bool)
   removed = ~keep_mask
@@ -282,8 +282,8 @@ def filter_report(
         f"{poison_mask.dtype}, shape {poison_mask.shape}."
     )
 
-  def ratio(numerator: int, denominator: int) -> float:
-    return numerator / denominator if denominator else math.nan
+  def ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
 
   num_poisoned = int(poison_mask.sum())
   num_clean = int(poison_mask.size - num_poisoned)
