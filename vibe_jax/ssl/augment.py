@@ -66,7 +66,7 @@ class AugmentConfig:
   flip_prob: float = 0.5
   output_size: tuple[int, int] | None = None
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     # Plain floats and tuples (config values may be ints or lists), so the config hashes
     # and jax.random gets float probabilities.
     for name in ("crop_scale", "crop_ratio"):

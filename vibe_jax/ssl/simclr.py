@@ -48,7 +48,8 @@ __all__ = [
 class Projector(nnx.Module):
   """Linear-BN-ReLU-Linear, solo-learn's SimCLR projector (2048/256 at full width)."""
 
-  def __init__(self, in_features: int, hidden_dim: int, output_dim: int, *, rngs: nnx.Rngs):
+  def __init__(self, in_features: int, hidden_dim: int, output_dim: int, *,
+               rngs: nnx.Rngs) -> None:
     self.linear1 = nnx.Linear(in_features, hidden_dim, rngs=rngs)
     self.bn = nnx.BatchNorm(
         hidden_dim, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_fast_variance=False,
@@ -62,9 +63,8 @@ class Projector(nnx.Module):
 class SimCLRModel(nnx.Module):
   """A backbone (kept afterwards) and a projector (discarded after pretraining)."""
 
-  def __init__(
-      self, backbone: ResNet, hidden_dim: int, output_dim: int, *, rngs: nnx.Rngs
-  ):
+  def __init__(self, backbone: ResNet, hidden_dim: int, output_dim: int, *,
+               rngs: nnx.Rngs) -> None:
     self.backbone = backbone
     self.projector = Projector(backbone.feature_dim, hidden_dim, output_dim, rngs=rngs)
 
