@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-quick bench clean
+.PHONY: venv demo test test-quick bench format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 # The quick subset: everything but the tests marked slow.
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow"
+
+# Reformats the code (settings in pyproject.toml).
+format: $(STAMP)
+	$(BIN)/pyink .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -23,43 +23,47 @@ _OUTPUT = flags.DEFINE_string(
 )
 _ARCH = flags.DEFINE_enum("arch", None, sorted(ARCHITECTURES), "Backbone arch.", required=True)
 _STEM = flags.DEFINE_enum(
-    "stem", None, list(STEMS), "'cifar': 3x3 stride-1 conv, no max-pool; 'imagenet': "
-    "7x7 stride-2 conv + max-pool.", required=True
+    "stem",
+    None,
+    list(STEMS),
+    "'cifar': 3x3 stride-1 conv, no max-pool; 'imagenet': " "7x7 stride-2 conv + max-pool.",
+    required=True,
 )
 _WIDTH = flags.DEFINE_integer("width", 64, "Base channel count (64 for standard ResNets).")
 _ALLOW_UNSAFE_PICKLE = flags.DEFINE_bool(
-    "allow_unsafe_pickle", False,
+    "allow_unsafe_pickle",
+    False,
     "Load with torch.load(weights_only=False); runs code from the file, trusted files only.",
 )
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
-    try:
-        report = convert.convert_torch_checkpoint(
-            _INPUT.value,
-            _OUTPUT.value,
-            arch=_ARCH.value,
-            stem=_STEM.value,
-            width=_WIDTH.value,
-            allow_unsafe_pickle=_ALLOW_UNSAFE_PICKLE.value,
-            overwrite=_OVERWRITE.value,
-        )
-    except (ValueError, OSError) as error:  # bad input: the message names it; no traceback
-        sys.exit(f"convert_torch_ckpt: {error}")
-    print(f"backbone prefix: {report.prefix!r}")
-    print(f"dropped {len(report.dropped_keys)} keys (not part of the backbone):")
-    for key in report.dropped_keys:
-        print(f"  {key}")
-    print(
-        f"converted {report.num_converted} tensors -> {report.output} "
-        f"(model_config {report.model_config})"
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
+  try:
+    report = convert.convert_torch_checkpoint(
+        _INPUT.value,
+        _OUTPUT.value,
+        arch=_ARCH.value,
+        stem=_STEM.value,
+        width=_WIDTH.value,
+        allow_unsafe_pickle=_ALLOW_UNSAFE_PICKLE.value,
+        overwrite=_OVERWRITE.value,
     )
+  except (ValueError, OSError) as error:  # bad input: the message names it; no traceback
+    sys.exit(f"convert_torch_ckpt: {error}")
+  print(f"backbone prefix: {report.prefix!r}")
+  print(f"dropped {len(report.dropped_keys)} keys (not part of the backbone):")
+  for key in report.dropped_keys:
+    print(f"  {key}")
+  print(
+      f"converted {report.num_converted} tensors -> {report.output} "
+      f"(model_config {report.model_config})"
+  )
 
 
 if __name__ == "__main__":
-    app.run(main)
+  app.run(main)

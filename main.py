@@ -1,9 +1,9 @@
 """vibe_jax command line: train VIBE (and the undefended baseline) on a poisoned data set.
 
-  python main.py --config configs/digits_badnets.py --workdir /tmp/digits_badnets
-  python main.py --config configs/digits_badnets.py:f --config.train.steps=500 --workdir DIR
-  python main.py --config configs/digits_badnets.py:ssl --mode pretrain --workdir DIR  # SimCLR
-  python main.py --mode report --workdir DIR      # plots + report.md, even of an unfinished run
+python main.py --config configs/digits_badnets.py --workdir /tmp/digits_badnets
+python main.py --config configs/digits_badnets.py:f --config.train.steps=500 --workdir DIR
+python main.py --config configs/digits_badnets.py:ssl --mode pretrain --workdir DIR  # SimCLR
+python main.py --mode report --workdir DIR      # plots + report.md, even of an unfinished run
 """
 
 from absl import app, flags, logging
@@ -14,21 +14,34 @@ from vibe_jax.report import report
 from vibe_jax.ssl import pretrain
 
 config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file; `path.py:ARG` passes ARG (the variant) to "
-    "get_config. Override any field with --config.a.b=value.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for the resolved config, logs, caches and "
-                    "results.json.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "extract", "pretrain", "report"],
-                  "train: train the baseline and VIBE (resuming from the workdir's "
-                  "checkpoints); eval: evaluate the workdir's saved models; extract: write "
-                  "the frozen features and labels to WORKDIR/features_file.npz; pretrain: "
-                  "SimCLR on the poisoned, unlabelled training set (config.ssl), writing "
-                  "the backbone checkpoint WORKDIR/backbone for backbone.checkpoint; report: "
-                  "regenerate workdir/plots and workdir/report.md from what the run wrote "
-                  "(--config optional: the workdir's config.json is used, --config only "
-                  "when it is missing).")
-flags.DEFINE_enum("projection", "pca", ["pca", "umap"],
-                  "report: 2-D projection of the training features (umap needs umap-learn).")
+    "config",
+    None,
+    "Experiment config file; `path.py:ARG` passes ARG (the variant) to "
+    "get_config. Override any field with --config.a.b=value.",
+    lock_config=True,
+)
+flags.DEFINE_string(
+    "workdir", None, "Directory for the resolved config, logs, caches and " "results.json."
+)
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "eval", "extract", "pretrain", "report"],
+    "train: train the baseline and VIBE (resuming from the workdir's "
+    "checkpoints); eval: evaluate the workdir's saved models; extract: write "
+    "the frozen features and labels to WORKDIR/features_file.npz; pretrain: "
+    "SimCLR on the poisoned, unlabelled training set (config.ssl), writing "
+    "the backbone checkpoint WORKDIR/backbone for backbone.checkpoint; report: "
+    "regenerate workdir/plots and workdir/report.md from what the run wrote "
+    "(--config optional: the workdir's config.json is used, --config only "
+    "when it is missing).",
+)
+flags.DEFINE_enum(
+    "projection",
+    "pca",
+    ["pca", "umap"],
+    "report: 2-D projection of the training features (umap needs umap-learn).",
+)
 flags.mark_flags_as_required(["workdir"])
 
 

@@ -6,7 +6,6 @@ import ml_collections
 
 from vibe_jax.data.attacks import ATTACKS, attack_parameters
 
-
 DEFAULT_VARIANT = "a"
 
 
@@ -17,50 +16,99 @@ def base_config() -> ml_collections.ConfigDict:
   config.variant = DEFAULT_VARIANT
   # dataset.options: the loader's own keyword arguments (e.g. image_size for ImageNet).
   config.dataset = ml_collections.ConfigDict(
-      {"name": "digits", "data_dir": "", "split_seed": 0,
-       "options": ml_collections.ConfigDict()})
+      {"name": "digits", "data_dir": "", "split_seed": 0, "options": ml_collections.ConfigDict()}
+  )
   config.attack = ml_collections.ConfigDict(
-      {"name": "badnets", "rate": 0.1, "target": 0, "label_mode": "all_to_one", "seed": 0,
-       "params": ml_collections.ConfigDict()})
+      {
+          "name": "badnets",
+          "rate": 0.1,
+          "target": 0,
+          "label_mode": "all_to_one",
+          "seed": 0,
+          "params": ml_collections.ConfigDict(),
+      }
+  )
   config.features = ml_collections.ConfigDict(
-      {"extractor": "pixels", "file": "", "batch_size": 1024})
+      {"extractor": "pixels", "file": "", "batch_size": 1024}
+  )
   # The backbone a fine-tuned variant (ss_a, ss_f) starts from, or the `backbone` extractor
   # uses: a vibe_jax backbone checkpoint (--mode pretrain or convert_torch_ckpt.py).
   # --mode pretrain builds a fresh one of this arch / stem / width. Inputs are normalised by
   # the data set's pipeline (vibe_jax.data.transforms), in pretraining and afterwards alike.
   config.backbone = ml_collections.ConfigDict(
-      {"arch": "resnet18", "stem": "cifar", "width": 64, "checkpoint": ""})
+      {"arch": "resnet18", "stem": "cifar", "width": 64, "checkpoint": ""}
+  )
   # Leiden poison-cluster filter before EM: 'auto' = on for the SS variants.
   config.filter = ml_collections.ConfigDict(
-      {"leiden": "auto", "num_neighbors": 50, "delta": 0.275, "seed": 0})
+      {"leiden": "auto", "num_neighbors": 50, "delta": 0.275, "seed": 0}
+  )
   config.checkpoint = ml_collections.ConfigDict({"every": 1000})
   # Devices: num_devices 0 = all; coordinator_address '' = one process, 'auto' = detect.
   config.parallel = ml_collections.ConfigDict(
-      {"num_devices": 0, "coordinator_address": "", "num_processes": 1, "process_id": 0})
+      {"num_devices": 0, "coordinator_address": "", "num_processes": 1, "process_id": 0}
+  )
   config.vibe = ml_collections.ConfigDict(
-      {"kappa": 10.0, "nu": 10.0, "prior_temperature": 0.02, "uniform_first_estep": True})
+      {"kappa": 10.0, "nu": 10.0, "prior_temperature": 0.02, "uniform_first_estep": True}
+  )
   config.estep = ml_collections.ConfigDict(
-      {"lam": 25.0, "period": 1000, "threshold": 1e-4, "max_iterations": 10001,
-       "adaptive_momentum": True, "fixed_iterations": False})
+      {
+          "lam": 25.0,
+          "period": 1000,
+          "threshold": 1e-4,
+          "max_iterations": 10001,
+          "adaptive_momentum": True,
+          "fixed_iterations": False,
+      }
+  )
   config.train = ml_collections.ConfigDict(
-      {"steps": 30000, "batch_size": 256, "lr": 1e-3, "prior_lr": 0.1, "momentum": 0.9,
-       "weight_decay": 5e-4, "log_every": 100, "eval_every": 1000})
+      {
+          "steps": 30000,
+          "batch_size": 256,
+          "lr": 1e-3,
+          "prior_lr": 0.1,
+          "momentum": 0.9,
+          "weight_decay": 5e-4,
+          "log_every": 100,
+          "eval_every": 1000,
+      }
+  )
   # The undefended baseline: the same head, cross-entropy on the given labels. Its own
   # concentration kappa: with the reference's kappa = 10 the cosine logits stay within
   # [-10, 10] and cannot fit a small trigger, which would understate the attack.
   config.baseline = ml_collections.ConfigDict(
-      {"enabled": True, "steps": 4000, "kappa": 100.0, "lr": 0.1, "prior_lr": 0.1,
-       "momentum": 0.9, "weight_decay": 5e-4})
+      {
+          "enabled": True,
+          "steps": 4000,
+          "kappa": 100.0,
+          "lr": 0.1,
+          "prior_lr": 0.1,
+          "momentum": 0.9,
+          "weight_decay": 5e-4,
+      }
+  )
   # Self-supervised pretraining (SimCLR, `--mode pretrain`) on the poisoned training set.
   # The reference's SS schedule (VIBE_SPEC.md section 3): LARS lr 1.0, wd 1e-5, batch 256,
   # warmup-cosine, temperature 0.2, projector 2048/256, 1,000 CIFAR epochs (195 steps each,
   # 10 warmup epochs). optimizer: 'lars' | 'sgd' | 'adam'.
   config.ssl = ml_collections.ConfigDict(
-      {"steps": 195_000, "batch_size": 256, "optimizer": "lars", "lr": 1.0,
-       "weight_decay": 1e-5, "momentum": 0.9, "lars_trust_coefficient": 0.02,
-       "warmup_steps": 1950, "temperature": 0.2, "projector_hidden_dim": 2048,
-       "projector_output_dim": 256, "crop_scale_min": 0.08, "flip_prob": 0.5,
-       "log_every": 100, "knn_k": 20})
+      {
+          "steps": 195_000,
+          "batch_size": 256,
+          "optimizer": "lars",
+          "lr": 1.0,
+          "weight_decay": 1e-5,
+          "momentum": 0.9,
+          "lars_trust_coefficient": 0.02,
+          "warmup_steps": 1950,
+          "temperature": 0.2,
+          "projector_hidden_dim": 2048,
+          "projector_output_dim": 256,
+          "crop_scale_min": 0.08,
+          "flip_prob": 0.5,
+          "log_every": 100,
+          "knn_k": 20,
+      }
+  )
   return config
 
 
@@ -134,8 +182,16 @@ PAPER_DATASETS = {
 }
 
 
-def paper_config(dataset: str, attack: str, variant: str, *, label_mode: str = "all_to_one",
-                 rate: float = 0.1, target: int = 0, **params) -> ml_collections.ConfigDict:
+def paper_config(
+    dataset: str,
+    attack: str,
+    variant: str,
+    *,
+    label_mode: str = "all_to_one",
+    rate: float = 0.1,
+    target: int = 0,
+    **params,
+) -> ml_collections.ConfigDict:
   """One of the reference's experiments: data set, attack (with its reference settings),
   per-data-set kappa / nu, and the reference schedule of the variant.
 
@@ -165,6 +221,17 @@ def set_digits_ssl(config: ml_collections.ConfigDict) -> None:
   not mirror-symmetric).
   """
   config.ssl.update(
-      {"steps": 600, "batch_size": 256, "optimizer": "adam", "lr": 2e-3, "weight_decay": 1e-4,
-       "warmup_steps": 30, "projector_hidden_dim": 512, "projector_output_dim": 128,
-       "crop_scale_min": 0.3, "flip_prob": 0.0, "log_every": 25})
+      {
+          "steps": 600,
+          "batch_size": 256,
+          "optimizer": "adam",
+          "lr": 2e-3,
+          "weight_decay": 1e-4,
+          "warmup_steps": 30,
+          "projector_hidden_dim": 512,
+          "projector_output_dim": 128,
+          "crop_scale_min": 0.3,
+          "flip_prob": 0.0,
+          "log_every": 25,
+      }
+  )

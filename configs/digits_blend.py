@@ -1,7 +1,7 @@
 """Digits (embedded, 32x32 RGB), blend, 10 % poisoning, target 0; frozen pixel features.
 
-  python main.py --config configs/digits_blend.py --workdir /tmp/digits_blend
-  python main.py --config configs/digits_blend.py:f --workdir /tmp/digits_blend_f   # variant F
+python main.py --config configs/digits_blend.py --workdir /tmp/digits_blend
+python main.py --config configs/digits_blend.py:f --workdir /tmp/digits_blend_f   # variant F
 """
 
 from configs import common

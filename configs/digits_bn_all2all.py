@@ -1,6 +1,6 @@
 """Digits, BadNets all-to-all (label -> (y + 1) mod C), 10 % poisoning; frozen pixel features.
 
-  python main.py --config configs/digits_bn_all2all.py --workdir /tmp/digits_bn_all2all
+python main.py --config configs/digits_bn_all2all.py --workdir /tmp/digits_bn_all2all
 """
 
 from configs import common

@@ -13,17 +13,32 @@ from PIL import Image
 from vibe_jax import run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
-                 if not p.endswith(("common.py", "__init__.py")))
+CONFIGS = sorted(
+    os.path.basename(p)[:-3]
+    for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+    if not p.endswith(("common.py", "__init__.py"))
+)
 
 
 def test_reference_experiments_exist():
-  expected = ([f"cifar10_{a}" for a in ("badnets", "blend", "wanet", "ftrojan", "adap_patch",
-                                        "adap_blend", "lc", "bn_all2all")]
-              + [f"cifar100_{a}" for a in ("badnets", "blend", "wanet", "ftrojan")]
-              + [f"imagenet30_{a}" for a in ("badnets", "blend", "wanet", "ftrojan")]
-              + [f"imagenet1k_{a}" for a in ("badnets", "blend", "wanet", "uba_patch",
-                                             "uba_blend")])
+  expected = (
+      [
+          f"cifar10_{a}"
+          for a in (
+              "badnets",
+              "blend",
+              "wanet",
+              "ftrojan",
+              "adap_patch",
+              "adap_blend",
+              "lc",
+              "bn_all2all",
+          )
+      ]
+      + [f"cifar100_{a}" for a in ("badnets", "blend", "wanet", "ftrojan")]
+      + [f"imagenet30_{a}" for a in ("badnets", "blend", "wanet", "ftrojan")]
+      + [f"imagenet1k_{a}" for a in ("badnets", "blend", "wanet", "uba_patch", "uba_blend")]
+  )
   assert set(expected) <= set(CONFIGS)
 
 
@@ -45,7 +60,8 @@ def image_folder(root, classes=3, per_class=4, size=40):
       os.makedirs(root / split / f"class{c}", exist_ok=True)
       for i in range(per_class):
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
-            root / split / f"class{c}" / f"{i}.png")
+            root / split / f"class{c}" / f"{i}.png"
+        )
 
 
 @pytest.mark.slow

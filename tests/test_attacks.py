@@ -26,7 +26,9 @@ def attack(name, **kw):
 def test_badnets_patch_where_the_reference_puts_it():
   images = np.zeros((3, *SHAPE), np.uint8)
   out = attack("badnets").apply_trigger(images)
-  np.testing.assert_array_equal(out[:, 4:6, 4:6], np.broadcast_to(REFERENCE_CIFAR_PATCH, (3, 2, 2, 3)))
+  np.testing.assert_array_equal(
+      out[:, 4:6, 4:6], np.broadcast_to(REFERENCE_CIFAR_PATCH, (3, 2, 2, 3))
+  )
   untouched = np.ones(SHAPE[:2], bool)
   untouched[4:6, 4:6] = False
   assert not out[:, untouched].any()
@@ -48,17 +50,25 @@ def test_wanet_matches_torch_grid_sample():
   rng = np.random.default_rng(3 + 7919)
   control = rng.uniform(-1.0, 1.0, size=(2, 4, 4))
   control = control / np.mean(np.abs(control))
-  flow = functional.interpolate(torch.tensor(control)[None], size=32, mode="bicubic",
-                                align_corners=True)[0].permute(1, 2, 0)
+  flow = functional.interpolate(
+      torch.tensor(control)[None], size=32, mode="bicubic", align_corners=True
+  )[0].permute(1, 2, 0)
   axis = torch.linspace(-1, 1, 32, dtype=torch.float64)
   grid_y, grid_x = torch.meshgrid(axis, axis, indexing="ij")
   identity = torch.stack([grid_x, grid_y], dim=-1)
   grid = torch.clamp(identity + flow / 32, -1, 1)
   np.testing.assert_allclose(warping_grid(32, 4, 1.0, 3 + 7919), grid.numpy(), atol=1e-10)
   images, _ = data(4)
-  expected = functional.grid_sample(
-      torch.tensor(images, dtype=torch.float64).permute(0, 3, 1, 2), grid[None].repeat(4, 1, 1, 1),
-      mode="bilinear", align_corners=True).permute(0, 2, 3, 1).numpy()
+  expected = (
+      functional.grid_sample(
+          torch.tensor(images, dtype=torch.float64).permute(0, 3, 1, 2),
+          grid[None].repeat(4, 1, 1, 1),
+          mode="bilinear",
+          align_corners=True,
+      )
+      .permute(0, 2, 3, 1)
+      .numpy()
+  )
   out = wanet.apply_trigger(images)
   assert np.abs(out.astype(np.float64) - expected).max() <= 0.5 + 1e-9  # rounding only
   assert (out != images).mean() > 0.2  # the warp really moves pixels
@@ -69,8 +79,8 @@ def test_poisoned_training_set_rules(name):
   images, labels = data(300)
   poisoned = attack(name, seed=5).poison_train(images, labels)
   mask = poisoned.poison_mask
-  assert mask.sum() == round(0.1 * len(labels))          # rate x N, all samples
-  assert (labels[mask] != 0).all()                       # drawn from non-target classes
+  assert mask.sum() == round(0.1 * len(labels))  # rate x N, all samples
+  assert (labels[mask] != 0).all()  # drawn from non-target classes
   assert (poisoned.labels[mask] == 0).all()
   np.testing.assert_array_equal(poisoned.labels[~mask], labels[~mask])
   np.testing.assert_array_equal(poisoned.true_labels, labels)
@@ -99,11 +109,17 @@ def test_all_to_all_labels():
   np.testing.assert_array_equal(test.attacker_labels, (labels + 1) % 10)
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    (dict(rate=0.0), "attack.rate"), (dict(rate=1.5), "attack.rate"),
-    (dict(target=10), "attack.target"), (dict(target=-1), "attack.target"),
-    (dict(label_mode="some"), "attack.label_mode"), (dict(alpha=0.1), "attack.params"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (dict(rate=0.0), "attack.rate"),
+        (dict(rate=1.5), "attack.rate"),
+        (dict(target=10), "attack.target"),
+        (dict(target=-1), "attack.target"),
+        (dict(label_mode="some"), "attack.label_mode"),
+        (dict(alpha=0.1), "attack.params"),
+    ],
+)
 def test_bad_attack_settings_name_the_field(kwargs, field):
   with pytest.raises(ValueError, match=field.replace(".", r"\.")):
     attack("badnets", **kwargs)

@@ -11,12 +11,24 @@ import numpy as np
 import pytest
 
 from vibe_jax import metrics, run
-from vibe_jax.data.attacks import (ATTACKS, PoisonedTestSet, PoisonedTrainSet, attack_parameters,
-                                   make_attack)
+from vibe_jax.data.attacks import (
+    ATTACKS,
+    PoisonedTestSet,
+    PoisonedTrainSet,
+    attack_parameters,
+    make_attack,
+)
 
 SHAPE = (32, 32, 3)
-NEW_ATTACKS = ("ftrojan", "adaptive_blend", "adaptive_patch", "label_consistent", "uba_patch",
-               "uba_blend", "multi")
+NEW_ATTACKS = (
+    "ftrojan",
+    "adaptive_blend",
+    "adaptive_patch",
+    "label_consistent",
+    "uba_patch",
+    "uba_blend",
+    "multi",
+)
 FAST_LC = dict(surrogate_steps=40, surrogate_hidden=32, pgd_steps=5, batch_size=64)
 
 
@@ -35,6 +47,7 @@ def attack(name, **kw):
 
 
 # -- independent references ----------------------------------------------------------------
+
 
 def dct_matrix(n: int) -> np.ndarray:
   """Orthonormal DCT-II matrix, written out from its definition (not scipy)."""
@@ -62,6 +75,7 @@ def blockwise_dct(channel: np.ndarray, block: int) -> np.ndarray:
 
 # -- FTrojan -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("block,positions", [(32, "15,15 31,31"), (16, "7,7 15,15")])
 def test_ftrojan_changes_exactly_the_chosen_dct_coefficients(block, positions):
   ftrojan = attack("ftrojan", magnitude=30.0, block_size=block, positions=positions)
@@ -77,8 +91,9 @@ def test_ftrojan_changes_exactly_the_chosen_dct_coefficients(block, positions):
   # measured coefficients stay within the rounding error of the intended ones.
   images, _ = data(8, low=60, high=196)
   change = ftrojan.apply_trigger(images).astype(np.float64) - images
-  np.testing.assert_array_equal(change, np.broadcast_to(np.round(ftrojan.perturbation),
-                                                        change.shape))
+  np.testing.assert_array_equal(
+      change, np.broadcast_to(np.round(ftrojan.perturbation), change.shape)
+  )
   measured = blockwise_dct(rgb_to_yuv(change)[..., 1], block)[0]
   assert np.all(np.abs(measured - expected) < 2.5)
   assert np.all(measured[expected > 0] > 27.0)
@@ -99,6 +114,7 @@ def test_ftrojan_clips_to_uint8_and_validates():
 
 # -- the common contract of every new attack -----------------------------------------------
 
+
 @pytest.mark.parametrize("name", NEW_ATTACKS)
 def test_registered_pure_and_deterministic(name):
   images, labels = data(120)
@@ -106,8 +122,10 @@ def test_registered_pure_and_deterministic(name):
   first = attack(name).poison_train(images, labels)
   second = attack(name).poison_train(images, labels)
   np.testing.assert_array_equal(images, original)  # inputs untouched
-  for a, b in zip((first.images, first.labels, first.poison_mask),
-                  (second.images, second.labels, second.poison_mask)):
+  for a, b in zip(
+      (first.images, first.labels, first.poison_mask),
+      (second.images, second.labels, second.poison_mask),
+  ):
     np.testing.assert_array_equal(a, b)
   assert first.images.dtype == np.uint8 and first.images.shape == images.shape
   np.testing.assert_array_equal(first.true_labels, labels)
@@ -136,6 +154,7 @@ def test_result_types_stay_backward_compatible():
 
 # -- Adaptive ------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["adaptive_blend", "adaptive_patch"])
 def test_adaptive_counts_and_cover_samples_keep_labels(name):
   images, labels = data(400)
@@ -158,10 +177,10 @@ def test_adaptive_blend_pieces_and_alphas():
     kept = 0
     for r in range(0, 32, 8):
       for c in range(0, 32, 8):
-        piece = out.images[i, r:r + 8, c:c + 8]
-        if np.array_equal(piece, images[i, r:r + 8, c:c + 8]):
+        piece = out.images[i, r : r + 8, c : c + 8]
+        if np.array_equal(piece, images[i, r : r + 8, c : c + 8]):
           continue
-        np.testing.assert_allclose(piece, weak[i, r:r + 8, c:c + 8], atol=1)
+        np.testing.assert_allclose(piece, weak[i, r : r + 8, c : c + 8], atol=1)
         kept += 1
     assert kept == 8  # half of the 16 pieces left out
   full = blend.apply_trigger(images[:5])
@@ -175,20 +194,26 @@ def test_adaptive_patch_subset_at_train_all_at_test():
   size = patch.patch_size
   inside = np.zeros(SHAPE[:2], bool)
   for r, c in regions:
-    inside[r:r + size, c:c + size] = True
+    inside[r : r + size, c : c + size] = True
   out = patch.poison_train(images, labels)
   for i in np.flatnonzero(out.poison_mask):
     np.testing.assert_array_equal(out.images[i][~inside], images[i][~inside])
-    touched = [not np.array_equal(out.images[i, r:r + size, c:c + size],
-                                  images[i, r:r + size, c:c + size]) for r, c in regions]
+    touched = [
+        not np.array_equal(
+            out.images[i, r : r + size, c : c + size], images[i, r : r + size, c : c + size]
+        )
+        for r, c in regions
+    ]
     assert sum(touched) == 2
   full = patch.apply_trigger(images[:3])
   for k, (r, c) in enumerate(regions):  # test_alpha 1: the patch itself
-    np.testing.assert_array_equal(full[:, r:r + size, c:c + size],
-                                  np.broadcast_to(patch.patches[k], (3, size, size, 3)))
+    np.testing.assert_array_equal(
+        full[:, r : r + size, c : c + size], np.broadcast_to(patch.patches[k], (3, size, size, 3))
+    )
 
 
 # -- label-consistent ----------------------------------------------------------------------
+
 
 def class_images(n=200, shape=(16, 16, 3), seed=0):
   """Learnable toy classes: class c brightens a horizontal band c of the image."""
@@ -196,7 +221,7 @@ def class_images(n=200, shape=(16, 16, 3), seed=0):
   labels = (np.arange(n) % 10).astype(np.int32)
   images = rng.integers(40, 120, size=(n, *shape)).astype(np.int64)
   for i, c in enumerate(labels):
-    images[i, c:c + 3] += 100
+    images[i, c : c + 3] += 100
   return images.clip(0, 255).astype(np.uint8), labels
 
 
@@ -213,8 +238,12 @@ def test_label_consistent_clean_label_pgd_and_corners():
       corner[rows, cols] = True
   checker = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]]) * 255
   for i in poisoned:
-    for corner_cells in (out.images[i, :3, :3], out.images[i, :3, -3:], out.images[i, -3:, :3],
-                         out.images[i, -3:, -3:]):
+    for corner_cells in (
+        out.images[i, :3, :3],
+        out.images[i, :3, -3:],
+        out.images[i, -3:, :3],
+        out.images[i, -3:, -3:],
+    ):
       np.testing.assert_array_equal(corner_cells, np.repeat(checker[..., None], 3, -1))
   delta = out.images[poisoned].astype(int) - images[poisoned]
   assert np.abs(delta[:, ~corner]).max() <= 16 and np.abs(delta[:, ~corner]).max() > 0
@@ -234,6 +263,7 @@ def test_label_consistent_rate_is_a_fraction_of_the_target_class():
 
 
 # -- UBA -----------------------------------------------------------------------------------
+
 
 def test_uba_patch_one_distinct_code_per_class():
   uba = attack("uba_patch")
@@ -276,6 +306,7 @@ def test_asr_counts_the_class_whose_trigger_an_image_carries():
 
 # -- multi ---------------------------------------------------------------------------------
 
+
 def test_multi_disjoint_samples_own_targets():
   images, labels = data(400)
   multi = attack("multi", attacks="badnets,blend,wanet", targets="0,1,2")
@@ -299,8 +330,9 @@ def test_multi_validates_its_parts():
     attack("multi", attacks="badnets,blend", targets="0")
   with pytest.raises(ValueError, match="known"):
     attack("multi", attacks="badnets,nope", targets="0,1")
-  repeated = attack("multi", attacks="badnets,badnets", targets="0,1",
-                    sub_params={"badnets": {"row": 20}})
+  repeated = attack(
+      "multi", attacks="badnets,badnets", targets="0,1", sub_params={"badnets": {"row": 20}}
+  )
   assert repeated.names == ("badnets_0", "badnets_1") and repeated.attacks[1].row == 20
 
 
@@ -325,14 +357,25 @@ def test_evaluate_adds_per_attack_entries(monkeypatch):
   poisoned_predictions[blend_rows] = test.true_labels[blend_rows]
   clean_inputs, poisoned_inputs = jnp.zeros((60, 1)), jnp.ones((len(test.images), 1))
   fake = lambda model, inputs, preprocess=None: (
-      poisoned_predictions if inputs[0, 0] == 1 else labels)
+      poisoned_predictions if inputs[0, 0] == 1 else labels
+  )
   monkeypatch.setattr(run.loop, "predict", fake)
   prepared = run.Prepared(
-      variant=None, num_classes=10, data=None, test_inputs=clean_inputs, test_labels=labels,
-      poisoned_inputs=poisoned_inputs, poisoned_true_labels=test.true_labels,
-      attacker_labels=test.attacker_labels, attack_index=test.attack_index,
-      attack_names=test.attack_names, new_model=None, augment=None, preprocess=None,
-      filter=None)
+      variant=None,
+      num_classes=10,
+      data=None,
+      test_inputs=clean_inputs,
+      test_labels=labels,
+      poisoned_inputs=poisoned_inputs,
+      poisoned_true_labels=test.true_labels,
+      attacker_labels=test.attacker_labels,
+      attack_index=test.attack_index,
+      attack_names=test.attack_names,
+      new_model=None,
+      augment=None,
+      preprocess=None,
+      filter=None,
+  )
   result = prepared.evaluate(None)
   assert result["acc"] == 1.0
   assert result["asr/badnets"] == 1.0 and result["asr/blend"] == 0.0 and result["ra/blend"] == 1.0
@@ -340,17 +383,26 @@ def test_evaluate_adds_per_attack_entries(monkeypatch):
 
 # -- every digits config builds its attack -------------------------------------------------
 
+
 @pytest.mark.parametrize("name", NEW_ATTACKS)
 @pytest.mark.parametrize("variant", ["a", "f"])
 def test_digits_configs_build(name, variant):
   config = importlib.import_module(f"configs.digits_{name}").get_config(variant)
   assert config.attack.name == name and config.variant == variant
-  make_attack(config.attack.name, num_classes=10, image_shape=SHAPE, target=config.attack.target,
-              rate=config.attack.rate, label_mode=config.attack.label_mode,
-              seed=config.attack.seed, params=config.attack.params.to_dict())
+  make_attack(
+      config.attack.name,
+      num_classes=10,
+      image_shape=SHAPE,
+      target=config.attack.target,
+      rate=config.attack.rate,
+      label_mode=config.attack.label_mode,
+      seed=config.attack.seed,
+      params=config.attack.params.to_dict(),
+  )
 
 
 # -- end to end on digits (slow) -----------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=None)
 def clean_reference_accuracy() -> float:
@@ -361,18 +413,34 @@ def clean_reference_accuracy() -> float:
   from vibe_jax.data import datasets
   from vibe_jax.em import loop
   from vibe_jax.models.vibe import VibeHead, VibeModel, class_centroids
+
   config = importlib.import_module("configs.digits_badnets").get_config()
   dataset = datasets.load_dataset("digits", seed=config.dataset.split_seed)
   extract = features_lib.make_extractor(config, dataset.train_images)
   train, labels = extract(dataset.train_images), dataset.train_labels
   mesh = parallel.make_mesh(1)
   centroids = class_centroids(jnp.asarray(train), jnp.asarray(labels), dataset.num_classes)
-  head = VibeHead(dataset.num_classes, centroids.shape[-1], kappa=config.baseline.kappa,
-                  nu=config.vibe.nu, prior_temperature=config.vibe.prior_temperature,
-                  likelihood="a", rngs=nnx.Rngs(config.seed), mu_z=centroids, mu_y=centroids)
+  head = VibeHead(
+      dataset.num_classes,
+      centroids.shape[-1],
+      kappa=config.baseline.kappa,
+      nu=config.vibe.nu,
+      prior_temperature=config.vibe.prior_temperature,
+      likelihood="a",
+      rngs=nnx.Rngs(config.seed),
+      mu_z=centroids,
+      mu_y=centroids,
+  )
   data = loop.shard_training_data(train, labels, labels, np.zeros(len(labels), bool), mesh)
-  model = loop.fit(VibeModel(head), data, config, objective="baseline",
-                   steps=config.baseline.steps, optimizer_config=config.baseline, mesh=mesh)
+  model = loop.fit(
+      VibeModel(head),
+      data,
+      config,
+      objective="baseline",
+      steps=config.baseline.steps,
+      optimizer_config=config.baseline,
+      mesh=mesh,
+  )
   predictions = loop.predict(model, parallel.replicate(extract(dataset.test_images), mesh))
   return metrics.accuracy(predictions, dataset.test_labels)
 
@@ -385,9 +453,15 @@ def clean_reference_accuracy() -> float:
 #   uba_patch: VIBE-A 5.6 % (seed 0; 2.8 % at seed 1; a clean model scores 0.6 %): an
 #     input-agnostic p(y|l) sees many-to-many flips as symmetric label noise and leaves a
 #     small residual; VIBE-F reaches 1.7 %. Bound 8 %.
-E2E = [("ftrojan", 0.70, 0.05), ("adaptive_blend", 0.70, 0.05), ("adaptive_patch", 0.70, 0.05),
-       ("label_consistent", 0.25, 0.20), ("uba_patch", 0.70, 0.08), ("uba_blend", 0.70, 0.05),
-       ("multi", 0.70, 0.05)]
+E2E = [
+    ("ftrojan", 0.70, 0.05),
+    ("adaptive_blend", 0.70, 0.05),
+    ("adaptive_patch", 0.70, 0.05),
+    ("label_consistent", 0.25, 0.20),
+    ("uba_patch", 0.70, 0.08),
+    ("uba_blend", 0.70, 0.05),
+    ("multi", 0.70, 0.05),
+]
 
 
 @pytest.mark.slow

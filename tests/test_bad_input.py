@@ -14,17 +14,20 @@ def tiny(config):
   return config
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("variant", "zz", r"variant 'zz' \(config field variant\); known: a, f"),
-    ("dataset.name", "mnist", r"known: .*digits"),
-    ("attack.name", "trojannn", r"known: .*badnets"),
-    ("features.extractor", "clip", r"features\.extractor"),
-    ("attack.rate", 1.2, r"attack\.rate=1\.2 must lie in \(0, 1\)"),
-    ("attack.rate", 0.0, r"attack\.rate"),
-    ("attack.target", 10, r"attack\.target=10 must lie in \[0, 10\)"),
-    ("train.batch_size", 5000, r"train\.batch_size=5000 exceeds"),
-    ("estep.period", 0, r"estep\.period=0 must be positive"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("variant", "zz", r"variant 'zz' \(config field variant\); known: a, f"),
+        ("dataset.name", "mnist", r"known: .*digits"),
+        ("attack.name", "trojannn", r"known: .*badnets"),
+        ("features.extractor", "clip", r"features\.extractor"),
+        ("attack.rate", 1.2, r"attack\.rate=1\.2 must lie in \(0, 1\)"),
+        ("attack.rate", 0.0, r"attack\.rate"),
+        ("attack.target", 10, r"attack\.target=10 must lie in \[0, 10\)"),
+        ("train.batch_size", 5000, r"train\.batch_size=5000 exceeds"),
+        ("estep.period", 0, r"estep\.period=0 must be positive"),
+    ],
+)
 def test_config_errors(tmp_path, field, value, match):
   config = tiny(digits_badnets.get_config())
   *path, last = field.split(".")

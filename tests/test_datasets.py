@@ -12,7 +12,8 @@ def test_digits_shape_split_and_determinism():
   assert len(data.train_images) + len(data.test_images) == 1797
   assert abs(len(data.test_images) / 1797 - 0.3) < 0.01
   train_share = np.bincount(data.train_labels) / np.bincount(
-      np.concatenate([data.train_labels, data.test_labels]))
+      np.concatenate([data.train_labels, data.test_labels])
+  )
   assert np.allclose(train_share, 0.7, atol=0.02)  # stratified
   np.testing.assert_array_equal(load_dataset("digits").train_images, data.train_images)
   assert not np.array_equal(load_dataset("digits", seed=1).train_labels, data.train_labels)

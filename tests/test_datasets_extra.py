@@ -8,13 +8,15 @@ from vibe_jax.data.datasets import load_dataset
 
 def write_image_folder(root, classes, per_class, sizes):
   from PIL import Image
+
   rng = np.random.default_rng(0)
   for name in classes:
     (root / name).mkdir(parents=True)
     for i in range(per_class):
       h, w = sizes[i % len(sizes)]
       Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
-          root / name / f"img{i}.jpg")
+          root / name / f"img{i}.jpg"
+      )
 
 
 def test_imagenet30_image_folder(tmp_path):

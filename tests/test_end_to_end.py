@@ -24,12 +24,15 @@ THRESHOLDS = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("module,variant,baseline_asr,vibe_asr,vibe_acc", THRESHOLDS,
-                         ids=[f"{m.__name__.split('.')[-1]}-{v}" for m, v, *_ in THRESHOLDS])
+@pytest.mark.parametrize(
+    "module,variant,baseline_asr,vibe_asr,vibe_acc",
+    THRESHOLDS,
+    ids=[f"{m.__name__.split('.')[-1]}-{v}" for m, v, *_ in THRESHOLDS],
+)
 def test_vibe_defends_digits(tmp_path, module, variant, baseline_asr, vibe_asr, vibe_acc):
   results = run.train_and_evaluate(module.get_config(variant), str(tmp_path))
-  assert results["baseline"]["asr"] >= baseline_asr, results   # the attack works
-  assert results["vibe"]["asr"] <= vibe_asr, results           # VIBE neutralises it
+  assert results["baseline"]["asr"] >= baseline_asr, results  # the attack works
+  assert results["vibe"]["asr"] <= vibe_asr, results  # VIBE neutralises it
   assert results["vibe"]["acc"] >= vibe_acc, results
 
 
@@ -41,11 +44,24 @@ def test_all_to_all_is_defended(tmp_path):
 
 def test_cli_writes_config_and_results(tmp_path):
   workdir = tmp_path / "run"
-  command = [sys.executable, "main.py", "--config", "configs/digits_badnets.py:f",
-             f"--workdir={workdir}", "--config.train.steps=100", "--config.baseline.steps=100",
-             "--config.estep.period=50"]
-  done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  command = [
+      sys.executable,
+      "main.py",
+      "--config",
+      "configs/digits_badnets.py:f",
+      f"--workdir={workdir}",
+      "--config.train.steps=100",
+      "--config.baseline.steps=100",
+      "--config.estep.period=50",
+  ]
+  done = subprocess.run(
+      command,
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   assert "E-step @ 50" in done.stderr + done.stdout
   assert "baseline" in done.stdout and "VIBE (f)" in done.stdout
@@ -59,9 +75,19 @@ def test_cli_writes_config_and_results(tmp_path):
 
 def test_cli_rejects_unknown_override(tmp_path):
   done = subprocess.run(
-      [sys.executable, "main.py", "--config", "configs/digits_badnets.py",
-       f"--workdir={tmp_path}", "--config.train.stepz=3"],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
+      [
+          sys.executable,
+          "main.py",
+          "--config",
+          "configs/digits_badnets.py",
+          f"--workdir={tmp_path}",
+          "--config.train.stepz=3",
+      ],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert done.returncode != 0 and "stepz" in done.stderr
 
 

@@ -32,8 +32,9 @@ def test_converged_labels_match_numpy_reference(seed, peaked):
   ln_p, prior = random_problem(seed, peaked=peaked)
   plan = numpy_sinkhorn_plan(ln_p, prior, 25.0, 3000)
   np.testing.assert_allclose(plan.sum(0), prior, atol=1e-6)  # the reference is converged
-  labels, stats = sinkhorn_pseudo_labels(jnp.asarray(ln_p), jnp.asarray(prior), 25.0,
-                                         threshold=1e-6)
+  labels, stats = sinkhorn_pseudo_labels(
+      jnp.asarray(ln_p), jnp.asarray(prior), 25.0, threshold=1e-6
+  )
   assert labels.shape == (ln_p.shape[0],) and labels.dtype == jnp.int32
   assert bool(stats.converged)
   assert np.mean(np.asarray(labels) == plan.argmax(1)) >= 0.995
@@ -42,18 +43,19 @@ def test_converged_labels_match_numpy_reference(seed, peaked):
 def test_fixed_iterations_reproduce_reference_run():
   ln_p, prior = random_problem(2, n=300, c=5)
   plan = numpy_sinkhorn_plan(ln_p, prior, 25.0, 10_001)
-  labels, stats = sinkhorn_pseudo_labels(jnp.asarray(ln_p), jnp.asarray(prior), 25.0,
-                                         fixed_iterations=True)
+  labels, stats = sinkhorn_pseudo_labels(
+      jnp.asarray(ln_p), jnp.asarray(prior), 25.0, fixed_iterations=True
+  )
   assert int(stats.iterations) == 10_001
   np.testing.assert_array_equal(np.asarray(labels), plan.argmax(1))
 
 
 def test_plain_and_accelerated_solvers_agree():
   ln_p, prior = random_problem(3, peaked=True)
-  plain, _ = sinkhorn_pseudo_labels(jnp.asarray(ln_p), jnp.asarray(prior), 25.0,
-                                    adaptive_momentum=False, threshold=1e-5)
-  fast, _ = sinkhorn_pseudo_labels(jnp.asarray(ln_p), jnp.asarray(prior), 25.0,
-                                   threshold=1e-5)
+  plain, _ = sinkhorn_pseudo_labels(
+      jnp.asarray(ln_p), jnp.asarray(prior), 25.0, adaptive_momentum=False, threshold=1e-5
+  )
+  fast, _ = sinkhorn_pseudo_labels(jnp.asarray(ln_p), jnp.asarray(prior), 25.0, threshold=1e-5)
   assert np.mean(np.asarray(plain) == np.asarray(fast)) >= 0.995
 
 

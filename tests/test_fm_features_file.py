@@ -26,12 +26,15 @@ def test_features_file_run_equals_in_memory_run(tmp_path, variant):
 
 def test_fm_a_keeps_mu_y_frozen(tmp_path):
   from vibe_jax.variants import get_variant
+
   assert not get_variant("fm_a").train_mu_y and get_variant("fm_f").train_mu_y
 
 
 def test_bad_features_file(tmp_path):
-  good = {name: np.zeros((4, 3) if ndim == 2 else (4,), np.float32)
-          for name, ndim in features.FEATURE_FILE_ARRAYS.items()}
+  good = {
+      name: np.zeros((4, 3) if ndim == 2 else (4,), np.float32)
+      for name, ndim in features.FEATURE_FILE_ARRAYS.items()
+  }
   path = str(tmp_path / "f.npz")
   np.savez(path, **{k: v for k, v in good.items() if k != "test_labels"})
   with pytest.raises(ValueError, match=r"lacks \['test_labels'\]"):

@@ -101,9 +101,7 @@ def _reference_outlier_rule(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarr
       [sum(np.linalg.norm(centroids[i] - centroids[j]) for j in range(k)) / k for i in range(k)]
   )
   normalized = mean_distance / mean_distance.max()
-  deviation = np.array(
-      [abs(normalized[i] - np.mean(np.delete(normalized, i))) for i in range(k)]
-  )
+  deviation = np.array([abs(normalized[i] - np.mean(np.delete(normalized, i))) for i in range(k)])
   return normalized, deviation
 
 
@@ -166,7 +164,11 @@ def test_filter_removes_planted_poison_cluster(rng):
   assert report["recall"] >= 0.95
   assert report["clean_removed_fraction"] < 0.02
   removed = ~result.keep_mask
-  assert report["num_removed"] == removed.sum() == np.sum(result.cluster_labels == result.flagged_cluster)
+  assert (
+      report["num_removed"]
+      == removed.sum()
+      == np.sum(result.cluster_labels == result.flagged_cluster)
+  )
   assert report["num_removed_poisoned"] == np.sum(removed & poison_mask)
 
 
@@ -229,8 +231,12 @@ def test_flag_and_report_reject_bad_input():
   with pytest.raises(ValueError, match="delta"):
     flag_poison_cluster(np.eye(3), -0.1)
   result = LeidenFilterResult(
-      keep_mask=np.ones(4, bool), cluster_labels=np.zeros(4, int), flagged_cluster=None,
-      normalized_mean_distances=np.ones(1), deviations=np.zeros(1), resolution=0.1,
+      keep_mask=np.ones(4, bool),
+      cluster_labels=np.zeros(4, int),
+      flagged_cluster=None,
+      normalized_mean_distances=np.ones(1),
+      deviations=np.zeros(1),
+      resolution=0.1,
       num_clusters=1,
   )
   with pytest.raises(ValueError, match="poison_mask"):

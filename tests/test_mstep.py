@@ -28,27 +28,32 @@ def numpy_sgd(param, grads, lr, momentum, weight_decay):
 
 
 def test_optimizer_matches_torch_sgd_per_group():
-  head = VibeHead(3, 4, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="a",
-                  rngs=nnx.Rngs(0))
+  head = VibeHead(
+      3, 4, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="a", rngs=nnx.Rngs(0)
+  )
   _, params = nnx.split(head, nnx.Param)
   optimizer = mstep.make_optimizer(train_config(), params)
   state = optimizer.init(params)
   rng = np.random.default_rng(0)
-  grads_seq = [jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
-               for _ in range(3)]
+  grads_seq = [
+      jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+      for _ in range(3)
+  ]
   current = params
   for grads in grads_seq:
     updates, state = optimizer.update(grads, state, current)
     current = jax.tree.map(lambda p, u: p + u, current, updates)
   for name, lr in [("mu_z", 0.05), ("mu_y", 0.05), ("prior_logits", 0.5)]:
-    expected = numpy_sgd(np.asarray(params[name][...]),
-                         [np.asarray(g[name][...]) for g in grads_seq], lr, 0.9, 5e-4)
+    expected = numpy_sgd(
+        np.asarray(params[name][...]), [np.asarray(g[name][...]) for g in grads_seq], lr, 0.9, 5e-4
+    )
     np.testing.assert_allclose(np.asarray(current[name][...]), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_frozen_mu_y_stays_put():
-  head = VibeHead(3, 4, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="a",
-                  rngs=nnx.Rngs(0))
+  head = VibeHead(
+      3, 4, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="a", rngs=nnx.Rngs(0)
+  )
   _, params = nnx.split(head, nnx.Param)
   optimizer = mstep.make_optimizer(train_config(), params, train_mu_y=False)
   grads = jax.tree.map(jnp.ones_like, params)
@@ -59,8 +64,9 @@ def test_frozen_mu_y_stays_put():
 
 def test_batches_are_epochs_without_replacement():
   key = jax.random.key(0)
-  seen = np.concatenate([np.asarray(mstep.batch_indices(key, jnp.asarray(s), 40, 8))
-                         for s in range(5)])
+  seen = np.concatenate(
+      [np.asarray(mstep.batch_indices(key, jnp.asarray(s), 40, 8)) for s in range(5)]
+  )
   np.testing.assert_array_equal(np.sort(seen), np.arange(40))
   again = np.asarray(mstep.batch_indices(key, jnp.asarray(3), 40, 8))
   np.testing.assert_array_equal(again, seen[24:32])  # a pure function of (key, step)
@@ -70,17 +76,29 @@ def test_train_steps_reduce_the_vibe_loss():
   rng = np.random.default_rng(1)
   features = jnp.asarray(rng.normal(size=(64, 5)), jnp.float32)
   labels = jnp.asarray(rng.integers(0, 3, size=64))
-  head = VibeHead(3, 5, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="f",
-                  rngs=nnx.Rngs(0))
+  head = VibeHead(
+      3, 5, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="f", rngs=nnx.Rngs(0)
+  )
   graphdef, params, rest = nnx.split(VibeModel(head), nnx.Param, ...)
   optimizer = mstep.make_optimizer(train_config(lr=0.1), params)
   losses = []
   opt_state = optimizer.init(params)
   for start in (0, 50):
     params, rest, opt_state, loss = mstep.train_steps(
-        graphdef, params, rest, opt_state, inputs=features, given_labels=labels,
-        pseudo_labels=labels, key=jax.random.key(0), first_step=start, num_steps=50,
-        optimizer=optimizer, objective="vibe", batch_size=16)
+        graphdef,
+        params,
+        rest,
+        opt_state,
+        inputs=features,
+        given_labels=labels,
+        pseudo_labels=labels,
+        key=jax.random.key(0),
+        first_step=start,
+        num_steps=50,
+        optimizer=optimizer,
+        objective="vibe",
+        batch_size=16,
+    )
     losses.append(float(loss))
   assert losses[1] < losses[0]
 
@@ -91,14 +109,27 @@ def test_device_loop_and_per_step_calls_agree():
   labels = jnp.asarray(rng.integers(0, 3, size=64))
   results = []
   for device_loop in (True, False):
-    head = VibeHead(3, 5, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="f",
-                    rngs=nnx.Rngs(0))
+    head = VibeHead(
+        3, 5, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="f", rngs=nnx.Rngs(0)
+    )
     graphdef, params, rest = nnx.split(VibeModel(head), nnx.Param, ...)
     optimizer = mstep.make_optimizer(train_config(lr=0.1), params)
     params, _, _, loss = mstep.train_steps(
-        graphdef, params, rest, optimizer.init(params), inputs=features, given_labels=labels,
-        pseudo_labels=labels, key=jax.random.key(0), first_step=3, num_steps=7,
-        optimizer=optimizer, objective="vibe", batch_size=16, device_loop=device_loop)
+        graphdef,
+        params,
+        rest,
+        optimizer.init(params),
+        inputs=features,
+        given_labels=labels,
+        pseudo_labels=labels,
+        key=jax.random.key(0),
+        first_step=3,
+        num_steps=7,
+        optimizer=optimizer,
+        objective="vibe",
+        batch_size=16,
+        device_loop=device_loop,
+    )
     results.append((float(loss), np.asarray(params["head"]["mu_z"][...])))
   assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
   np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)

@@ -15,8 +15,7 @@ SHAPE = (8, 8, 3)
 
 def clean_set(n=30, seed=0):
   rng = np.random.default_rng(seed)
-  return (rng.integers(0, 256, (n, *SHAPE), dtype=np.uint8),
-          (np.arange(n) % 3).astype(np.int32))
+  return (rng.integers(0, 256, (n, *SHAPE), dtype=np.uint8), (np.arange(n) % 3).astype(np.int32))
 
 
 def poisoned_copy(images, labels, indices, target=0):
@@ -27,8 +26,15 @@ def poisoned_copy(images, labels, indices, target=0):
 
 
 def prepoisoned_attack(train_file, test_file, **kw):
-  return make_attack("prepoisoned", num_classes=3, image_shape=SHAPE, target=0, rate=0.1,
-                     params={"train_file": str(train_file), "test_file": str(test_file)}, **kw)
+  return make_attack(
+      "prepoisoned",
+      num_classes=3,
+      image_shape=SHAPE,
+      target=0,
+      rate=0.1,
+      params={"train_file": str(train_file), "test_file": str(test_file)},
+      **kw,
+  )
 
 
 def write_pngs(folder, images):
@@ -44,8 +50,12 @@ def test_npz_round_trip(tmp_path, as_mask):
   bad_images, given = poisoned_copy(images, labels, indices)
   stored = np.zeros(len(labels), bool)
   stored[indices] = True
-  np.savez(tmp_path / "train.npz", data=bad_images, labels=given,
-           poisoned_set=stored if as_mask else indices)
+  np.savez(
+      tmp_path / "train.npz",
+      data=bad_images,
+      labels=given,
+      poisoned_set=stored if as_mask else indices,
+  )
   test_images, test_labels = clean_set(12, seed=1)
   keep = test_labels != 0
   triggered = test_images[keep].copy()
@@ -66,24 +76,26 @@ def test_npz_round_trip(tmp_path, as_mask):
 
 def test_npz_test_true_labels_win_and_mismatches_fail(tmp_path):
   images, labels = clean_set()
-  np.savez(tmp_path / "train.npz", data=images[:-1], labels=labels[:-1],
-           poisoned_set=np.array([1]))
-  np.savez(tmp_path / "test.npz", data=images[:5], labels=np.full(5, 2),
-           true_labels=np.arange(5) % 2)
+  np.savez(tmp_path / "train.npz", data=images[:-1], labels=labels[:-1], poisoned_set=np.array([1]))
+  np.savez(
+      tmp_path / "test.npz", data=images[:5], labels=np.full(5, 2), true_labels=np.arange(5) % 2
+  )
   attack = prepoisoned_attack(tmp_path / "train.npz", tmp_path / "test.npz")
   test = attack.poison_test(images, labels)  # lengths need not match with true_labels
   np.testing.assert_array_equal(test.true_labels, np.arange(5) % 2)
   np.testing.assert_array_equal(test.attacker_labels, np.full(5, 2))
   with pytest.raises(ValueError, match="same samples in order"):
     attack.poison_train(images, labels)
-  np.savez(tmp_path / "small.npz", data=images[:, :4, :4], labels=labels,
-           poisoned_set=np.array([1]))
+  np.savez(
+      tmp_path / "small.npz", data=images[:, :4, :4], labels=labels, poisoned_set=np.array([1])
+  )
   with pytest.raises(ValueError, match="train_file"):
     prepoisoned_attack(tmp_path / "small.npz", tmp_path / "test.npz").poison_train(images, labels)
   np.savez(tmp_path / "nolabels.npz", data=images[:4], labels=np.zeros(4, int))
   with pytest.raises(ValueError, match="true_labels"):  # 4 images, 20 non-target clean ones
     prepoisoned_attack(tmp_path / "train.npz", tmp_path / "nolabels.npz").poison_test(
-        images, labels)
+        images, labels
+    )
 
 
 def test_adaptive_folder_with_numpy_files(tmp_path):
@@ -140,19 +152,25 @@ def test_missing_or_bad_files_are_clear_errors(tmp_path):
 def test_build_experiment_reproduces_a_stored_badnets_run(tmp_path):
   """Digits poisoned by BadNets, stored as npz, read back through the config."""
   from configs import digits_badnets
+
   config = digits_badnets.get_config()
   original = run.build_experiment(config)
   train, test = original.poisoned_train, original.poisoned_test
-  np.savez(tmp_path / "train.npz", data=train.images, labels=train.labels,
-           poisoned_set=train.poison_mask)
+  np.savez(
+      tmp_path / "train.npz", data=train.images, labels=train.labels, poisoned_set=train.poison_mask
+  )
   np.savez(tmp_path / "test.npz", data=test.images, labels=test.attacker_labels)
   config.attack.name = "prepoisoned"
-  config.attack.params = {"train_file": str(tmp_path / "train.npz"),
-                          "test_file": str(tmp_path / "test.npz")}
+  config.attack.params = {
+      "train_file": str(tmp_path / "train.npz"),
+      "test_file": str(tmp_path / "test.npz"),
+  }
   restored = run.build_experiment(config)
-  for a, b in ((restored.poisoned_train.images, train.images),
-               (restored.poisoned_train.labels, train.labels),
-               (restored.poisoned_train.poison_mask, train.poison_mask),
-               (restored.poisoned_test.images, test.images),
-               (restored.poisoned_test.true_labels, test.true_labels)):
+  for a, b in (
+      (restored.poisoned_train.images, train.images),
+      (restored.poisoned_train.labels, train.labels),
+      (restored.poisoned_train.poison_mask, train.poison_mask),
+      (restored.poisoned_test.images, test.images),
+      (restored.poisoned_test.true_labels, test.true_labels),
+  ):
     np.testing.assert_array_equal(a, b)

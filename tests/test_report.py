@@ -48,11 +48,12 @@ def read_events(path):
   """Scalars of a TensorBoard event file, parsed from its TFRecord framing (uint64 length,
   uint32 crc, payload, uint32 crc) without TensorBoard: {tag: [(step, value), ...]}."""
   from tensorboardX.proto import event_pb2
+
   data = path.read_bytes()
   scalars, position = {}, 0
   while position < len(data):
-    (length,) = struct.unpack("<Q", data[position:position + 8])
-    event = event_pb2.Event.FromString(data[position + 12:position + 12 + length])
+    (length,) = struct.unpack("<Q", data[position : position + 8])
+    event = event_pb2.Event.FromString(data[position + 12 : position + 12 + length])
     position += 12 + length + 4
     for value in event.summary.value:
       scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
@@ -94,10 +95,12 @@ def test_tensorboard_events_hold_every_record(finished):
     assert set(scalars) == set(expected)
     for tag, points in expected.items():
       assert [s for s, _ in scalars[tag]] == [s for s, _ in points], tag
-      np.testing.assert_allclose([v for _, v in scalars[tag]], [v for _, v in points],
-                                 rtol=1e-6, err_msg=tag)  # float32 in the event file
+      np.testing.assert_allclose(
+          [v for _, v in scalars[tag]], [v for _, v in points], rtol=1e-6, err_msg=tag
+      )  # float32 in the event file
   assert "estep/poison_restored" in read_events(
-      next((workdir / "tensorboard" / "vibe").glob("events*")))
+      next((workdir / "tensorboard" / "vibe").glob("events*"))
+  )
 
 
 def test_writer_is_silent_on_other_processes(tmp_path, monkeypatch):
@@ -108,17 +111,28 @@ def test_writer_is_silent_on_other_processes(tmp_path, monkeypatch):
 
 
 def test_scalars_skip_what_is_not_a_finite_number():
-  record = {"phase": "vibe", "step": 3, "kind": "estep", "agree_true": 0.5, "iterations": 7,
-            "converged": True, "note": "x", "error": float("nan")}
+  record = {
+      "phase": "vibe",
+      "step": 3,
+      "kind": "estep",
+      "agree_true": 0.5,
+      "iterations": 7,
+      "converged": True,
+      "note": "x",
+      "error": float("nan"),
+  }
   assert writers.scalars_of(record) == {"estep/agree_true": 0.5, "estep/iterations": 7.0}
 
 
 def test_read_log_skips_a_torn_line_and_keeps_the_latest_repeat(tmp_path):
-  lines = [{"phase": "vibe", "step": 50, "kind": "train", "loss": 2.0},
-           {"phase": "vibe", "step": 100, "kind": "train", "loss": 1.0},
-           {"phase": "vibe", "step": 100, "kind": "train", "loss": 1.5}]  # a resumed run
+  lines = [
+      {"phase": "vibe", "step": 50, "kind": "train", "loss": 2.0},
+      {"phase": "vibe", "step": 100, "kind": "train", "loss": 1.0},
+      {"phase": "vibe", "step": 100, "kind": "train", "loss": 1.5},
+  ]  # a resumed run
   (tmp_path / "log.jsonl").write_text(
-      "".join(json.dumps(line) + "\n" for line in lines) + '{"phase": "vibe", "st')
+      "".join(json.dumps(line) + "\n" for line in lines) + '{"phase": "vibe", "st'
+  )
   records = writers.read_log(str(tmp_path / "log.jsonl"))
   assert [(r["step"], r["loss"]) for r in records] == [(50, 2.0), (100, 1.5)]
 
@@ -133,14 +147,17 @@ def test_snapshots_at_the_first_and_last_estep(finished):
     assert snapshot["features"].shape == (n, 32 * 32 * 3)
     assert snapshot["mu_z"].shape == snapshot["mu_y"].shape == (10, 32 * 32 * 3)
     np.testing.assert_allclose(
-        np.linalg.norm(snapshot["features"].astype(np.float32), axis=1), 1.0, atol=2e-3)
+        np.linalg.norm(snapshot["features"].astype(np.float32), axis=1), 1.0, atol=2e-3
+    )
     # All rows are shown (n < 5,000), so the E-step's logged diagnostics follow from them.
     record = esteps[int(snapshot["step"])]
     poisoned = snapshot["poison_mask"]
     assert np.mean(snapshot["pseudo_labels"] == snapshot["true_labels"]) == pytest.approx(
-        record["agree_true"])
-    assert np.mean(snapshot["pseudo_labels"][poisoned] == snapshot["true_labels"][poisoned]) \
-        == pytest.approx(record["poison_restored"])
+        record["agree_true"]
+    )
+    assert np.mean(
+        snapshot["pseudo_labels"][poisoned] == snapshot["true_labels"][poisoned]
+    ) == pytest.approx(record["poison_restored"])
     assert np.all(snapshot["given_labels"][~poisoned] == snapshot["true_labels"][~poisoned])
 
 
@@ -150,6 +167,7 @@ def test_snapshot_subsample_is_fixed_and_bounded():
     given_labels = np.arange(40) % 3
     true_labels = np.arange(40) % 3
     poison_mask = np.zeros(40, bool)
+
   first = snapshots.EstepSnapshots("unused", Data, steps=100, period=30, max_points=7)
   again = snapshots.EstepSnapshots("unused", Data, steps=100, period=30, max_points=7)
   assert first.snapshot_steps == {0, 90}
@@ -175,11 +193,17 @@ def test_plots_and_report_of_a_finished_run(finished):
   assert "Finished run" in text
   assert "| model | ACC | ASR | RA |" in text
   for name, label in (("baseline", "baseline"), ("vibe", "VIBE (a)")):
-    row = f"| {label} | " + " | ".join(f"{100 * results[name][m]:.2f}"
-                                       for m in ("acc", "asr", "ra")) + " |"
+    row = (
+        f"| {label} | "
+        + " | ".join(f"{100 * results[name][m]:.2f}" for m in ("acc", "asr", "ra"))
+        + " |"
+    )
     assert row in text
-  estep_rows = [line.split(" | ")[0] for line in text.splitlines()
-                if line.startswith("| ") and line.count("|") == 6]
+  estep_rows = [
+      line.split(" | ")[0]
+      for line in text.splitlines()
+      if line.startswith("| ") and line.count("|") == 6
+  ]
   assert estep_rows[-2:] == ["| 0", "| 50"]  # the E-step table, one row per E-step
   for name in PLOTS:
     assert f"(plots/{name})" in text
@@ -200,9 +224,14 @@ def test_report_of_an_interrupted_run(finished, tmp_path):
   cut = next(i for i, line in enumerate(lines) if '"phase": "vibe", "step": 75' in line)
   (workdir / "log.jsonl").write_text("".join(lines[:cut]) + lines[cut][:20])
 
-  done = subprocess.run([sys.executable, "main.py", "--mode=report", f"--workdir={workdir}"],
-                        cwd=ROOT, capture_output=True, text=True, timeout=300,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  done = subprocess.run(
+      [sys.executable, "main.py", "--mode=report", f"--workdir={workdir}"],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   text = (workdir / "report.md").read_text()
   assert "Unfinished run" in text and "vibe 50 / 100 iterations" in text
@@ -231,17 +260,21 @@ def test_umap_without_umap_is_a_clear_error(tmp_path):
 
 def test_confusion_counts_match_sklearn():
   from sklearn.metrics import confusion_matrix
+
   rng = np.random.default_rng(0)
   true, predicted = rng.integers(0, 5, 200), rng.integers(0, 5, 200)
-  np.testing.assert_array_equal(plots._confusion(true, predicted, 5),
-                                confusion_matrix(true, predicted, labels=range(5)))
+  np.testing.assert_array_equal(
+      plots._confusion(true, predicted, 5), confusion_matrix(true, predicted, labels=range(5))
+  )
 
 
 def fake_run(directory, acc, baseline_acc=0.9, label_mode="all_to_one", attack="badnets"):
   os.makedirs(directory)
-  results = {"config": {"dataset": "digits", "attack": attack, "variant": "?"},
-             "baseline": {"acc": baseline_acc, "asr": 0.95, "ra": 0.05},
-             "vibe": {"acc": acc, "asr": 0.01, "ra": acc - 0.01}}
+  results = {
+      "config": {"dataset": "digits", "attack": attack, "variant": "?"},
+      "baseline": {"acc": baseline_acc, "asr": 0.95, "ra": 0.05},
+      "vibe": {"acc": acc, "asr": 0.01, "ra": acc - 0.01},
+  }
   with open(os.path.join(directory, "results.json"), "w") as f:
     json.dump(results, f)
   with open(os.path.join(directory, "config.json"), "w") as f:
@@ -249,8 +282,7 @@ def fake_run(directory, acc, baseline_acc=0.9, label_mode="all_to_one", attack="
 
 
 def test_sweep_table_from_results(tmp_path):
-  runs = sweep.plan(["/c/digits_badnets.py", "/c/digits_bn_all2all.py"], ["a", "f"],
-                    str(tmp_path))
+  runs = sweep.plan(["/c/digits_badnets.py", "/c/digits_bn_all2all.py"], ["a", "f"], str(tmp_path))
   fake_run(runs[0].workdir, 0.931)
   fake_run(runs[1].workdir, 0.912, baseline_acc=0.8)  # e.g. a Leiden-filtered variant
   fake_run(runs[2].workdir, 0.944, label_mode="all_to_all")  # runs[3] is missing
@@ -268,10 +300,20 @@ def test_sweep_table_from_results(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_runs_resumes_and_tabulates(tmp_path):
-  command = [sys.executable, "-m", "vibe_jax.sweep", "--configs", "configs/digits_badnets.py",
-             "configs/digits_blend.py", "--variants", "a,f", f"--workdir={tmp_path}",
-             "--overrides", "--config.train.steps=60 --config.baseline.steps=60 "
-             "--config.estep.period=30 --config.train.batch_size=64"]
+  command = [
+      sys.executable,
+      "-m",
+      "vibe_jax.sweep",
+      "--configs",
+      "configs/digits_badnets.py",
+      "configs/digits_blend.py",
+      "--variants",
+      "a,f",
+      f"--workdir={tmp_path}",
+      "--overrides",
+      "--config.train.steps=60 --config.baseline.steps=60 "
+      "--config.estep.period=30 --config.train.batch_size=64",
+  ]
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
   assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -289,7 +331,8 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path):
         assert f"{100 * results['vibe'][metric]:.2f}" in text
     baseline = json.loads((tmp_path / f"{name}_a" / "results.json").read_text())["baseline"]
     assert [float(rows[name][f"baseline_{m}"]) for m in ("acc", "asr", "ra")] == [
-        baseline[m] for m in ("acc", "asr", "ra")]
+        baseline[m] for m in ("acc", "asr", "ra")
+    ]
   again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
   assert again.returncode == 0 and again.stdout.count("skipped") == 4, again.stdout[-2000:]
 
@@ -301,8 +344,12 @@ def test_snapshots_of_a_fine_tuned_backbone(tmp_path):
 
   from vibe_jax.checkpoint import save_backbone
   from vibe_jax.models import backbone_config, build_backbone
-  save_backbone(tmp_path / "backbone", backbone_config("resnet18", "cifar", 4),
-                nnx.state(build_backbone("resnet18", "cifar", 4)))
+
+  save_backbone(
+      tmp_path / "backbone",
+      backbone_config("resnet18", "cifar", 4),
+      nnx.state(build_backbone("resnet18", "cifar", 4)),
+  )
   config = digits_badnets.get_config("ss_a")
   config.backbone.checkpoint = str(tmp_path / "backbone")
   config.baseline.enabled = False
@@ -315,6 +362,7 @@ def test_snapshots_of_a_fine_tuned_backbone(tmp_path):
   for snapshot in found:
     assert snapshot["features"].shape[1] == snapshot["mu_z"].shape[1] == 32
     assert np.mean(snapshot["pseudo_labels"] == snapshot["true_labels"]) == pytest.approx(
-        esteps[int(snapshot["step"])]["agree_true"])
+        esteps[int(snapshot["step"])]["agree_true"]
+    )
   assert not np.array_equal(found[0]["features"], found[1]["features"])  # fine-tuned
   assert (workdir / "plots" / "features.png").read_bytes().startswith(PNG_SIGNATURE)

@@ -13,16 +13,31 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELPER = os.path.join(ROOT, "tests", "helpers", "run_digits.py")
-SMALL = ["--config.train.steps=300", "--config.baseline.steps=200", "--config.estep.period=100",
-         "--config.train.batch_size=64", "--config.train.log_every=50"]
+SMALL = [
+    "--config.train.steps=300",
+    "--config.baseline.steps=200",
+    "--config.estep.period=100",
+    "--config.train.batch_size=64",
+    "--config.train.log_every=50",
+]
 
 
 def run_helper(workdir, overrides, devices=1, env=None, **kwargs):
-  environment = {**os.environ, "JAX_PLATFORMS": "cpu",
-                 "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", **(env or {})}
-  return subprocess.Popen([sys.executable, HELPER, str(workdir), *overrides], cwd=ROOT,
-                          env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True, **kwargs)
+  environment = {
+      **os.environ,
+      "JAX_PLATFORMS": "cpu",
+      "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+      **(env or {}),
+  }
+  return subprocess.Popen(
+      [sys.executable, HELPER, str(workdir), *overrides],
+      cwd=ROOT,
+      env=environment,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+      **kwargs,
+  )
 
 
 def result_of(process, timeout=900):
@@ -33,8 +48,14 @@ def result_of(process, timeout=900):
 
 
 def main_py(*args):
-  done = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=900, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  done = subprocess.run(
+      [sys.executable, "main.py", *args],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=900,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   return done
 
 
@@ -43,8 +64,7 @@ def test_one_and_eight_devices_agree(tmp_path):
   eight, _ = result_of(run_helper(tmp_path / "eight", SMALL, devices=8))
   for name in ("baseline", "vibe"):
     for metric in ("acc", "asr", "ra"):
-      assert one["results"][name][metric] == pytest.approx(eight["results"][name][metric],
-                                                          abs=2e-3)
+      assert one["results"][name][metric] == pytest.approx(eight["results"][name][metric], abs=2e-3)
   pairs = list(zip(one["log"], eight["log"]))
   assert len(pairs) == len(one["log"]) == len(eight["log"])
   for a, b in pairs:
@@ -79,10 +99,18 @@ print("AGREE", float(np.mean(np.asarray(a) == np.asarray(b))), len(b.sharding.de
 
 
 def test_estep_on_sharded_features():
-  done = subprocess.run([sys.executable, "-c", SHARDED_ESTEP], cwd=ROOT, capture_output=True,
-                        text=True, timeout=600,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu",
-                             "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  done = subprocess.run(
+      [sys.executable, "-c", SHARDED_ESTEP],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      env={
+          **os.environ,
+          "JAX_PLATFORMS": "cpu",
+          "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+      },
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   agree = [l for l in done.stdout.splitlines() if l.startswith("AGREE")][0].split()
   assert float(agree[1]) >= 0.9995
@@ -100,10 +128,18 @@ def test_two_processes_match_one(tmp_path):
   port = free_port()
   workdir = tmp_path / "multi"
   processes = [
-      run_helper(workdir, SMALL + [f"--config.parallel.coordinator_address=127.0.0.1:{port}",
-                                   "--config.parallel.num_processes=2",
-                                   f"--config.parallel.process_id={rank}"], devices=2)
-      for rank in range(2)]
+      run_helper(
+          workdir,
+          SMALL
+          + [
+              f"--config.parallel.coordinator_address=127.0.0.1:{port}",
+              "--config.parallel.num_processes=2",
+              f"--config.parallel.process_id={rank}",
+          ],
+          devices=2,
+      )
+      for rank in range(2)
+  ]
   outputs = [p.communicate(timeout=900) for p in processes]
   for process, (_, err) in zip(processes, outputs):
     assert process.returncode == 0, err[-4000:]
@@ -112,8 +148,9 @@ def test_two_processes_match_one(tmp_path):
   assert not any(l.startswith("RESULT ") for l in outputs[1][0].splitlines())  # only rank 0
   for name in ("baseline", "vibe"):
     for metric in ("acc", "asr", "ra"):
-      assert multi["results"][name][metric] == pytest.approx(single["results"][name][metric],
-                                                            abs=2e-3)
+      assert multi["results"][name][metric] == pytest.approx(
+          single["results"][name][metric], abs=2e-3
+      )
   for a, b in zip(single["log"], multi["log"]):
     if a["kind"] == "estep":
       for key in ("agree_given", "agree_true", "poison_restored"):
@@ -122,9 +159,13 @@ def test_two_processes_match_one(tmp_path):
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(tmp_path):
-  overrides = ["--config.train.steps=3000", "--config.baseline.steps=200",
-               "--config.estep.period=250", "--config.checkpoint.every=200",
-               "--config.train.log_every=50"]
+  overrides = [
+      "--config.train.steps=3000",
+      "--config.baseline.steps=200",
+      "--config.estep.period=250",
+      "--config.checkpoint.every=200",
+      "--config.train.log_every=50",
+  ]
   reference, _ = result_of(run_helper(tmp_path / "reference", overrides))
   workdir = tmp_path / "killed"
   process = run_helper(workdir, overrides, start_new_session=True)
@@ -144,8 +185,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert resumed["results"][name] == reference["results"][name]
 
   # --mode eval reproduces the metrics stored at the end of training.
-  done = main_py("--config", "configs/digits_badnets.py:f", f"--workdir={workdir}", "--mode=eval",
-                 *overrides)
+  done = main_py(
+      "--config", "configs/digits_badnets.py:f", f"--workdir={workdir}", "--mode=eval", *overrides
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   evaluated = json.loads((workdir / "eval.json").read_text())
   stored = json.loads((workdir / "results.json").read_text())
@@ -159,16 +201,29 @@ def test_checkpoint_that_does_not_fit_is_a_clear_error(tmp_path):
 
   from vibe_jax.checkpoint import save_backbone
   from vibe_jax.models import backbone_config, build_backbone
+
   workdir = tmp_path / "run"
-  common = ["--config", "configs/digits_badnets.py", f"--workdir={workdir}",
-            "--config.train.steps=20", "--config.baseline.enabled=False",
-            "--config.estep.period=10"]
+  common = [
+      "--config",
+      "configs/digits_badnets.py",
+      f"--workdir={workdir}",
+      "--config.train.steps=20",
+      "--config.baseline.enabled=False",
+      "--config.estep.period=10",
+  ]
   assert main_py(*common).returncode == 0
   backbone = tmp_path / "backbone"
-  save_backbone(backbone, backbone_config("resnet18", "cifar", 4),
-                nnx.state(build_backbone("resnet18", "cifar", 4)))
-  done = main_py(*common, "--mode=eval", "--config.features.extractor=backbone",
-                 f"--config.backbone.checkpoint={backbone}")
+  save_backbone(
+      backbone,
+      backbone_config("resnet18", "cifar", 4),
+      nnx.state(build_backbone("resnet18", "cifar", 4)),
+  )
+  done = main_py(
+      *common,
+      "--mode=eval",
+      "--config.features.extractor=backbone",
+      f"--config.backbone.checkpoint={backbone}",
+  )
   assert done.returncode != 0
   assert "does not fit the model this config builds" in done.stderr
   assert "params.head.mu_z.value: checkpoint (10, 3072) vs config (10, 32)" in done.stderr

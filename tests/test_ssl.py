@@ -22,8 +22,8 @@ from vibe_jax.ssl import augment, knn_eval, pretrain, simclr
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Only the flip: crop scale and ratio 1 make the crop the identity.
 FLIP_ONLY = augment.AugmentConfig(
-    crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter_prob=0.0, grayscale_prob=0.0,
-    flip_prob=1.0)
+    crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter_prob=0.0, grayscale_prob=0.0, flip_prob=1.0
+)
 
 
 # Jitted once per config: eager vmap dispatches op by op and is ~5x slower here.
@@ -52,7 +52,8 @@ def test_augment_shapes_dtype_range(images):
   assert views.shape == images.shape and views.dtype == jnp.float32
   assert float(views.min()) >= 0.0 and float(views.max()) <= 1.0
   as_uint8 = augment_batch(
-      jax.random.key(0), (images * 255).astype(jnp.uint8), augment.AugmentConfig())
+      jax.random.key(0), (images * 255).astype(jnp.uint8), augment.AugmentConfig()
+  )
   assert as_uint8.dtype == jnp.float32 and float(as_uint8.max()) <= 1.0
 
 
@@ -83,19 +84,22 @@ def test_full_crop_is_identity(images):
   np.testing.assert_array_equal(same, images[0])
 
 
-@pytest.mark.parametrize("seed,size", [(0, None), (1, None), (2, None), (0, (24, 20)),
-                                       (1, (9, 11))])
+@pytest.mark.parametrize(
+    "seed,size", [(0, None), (1, None), (2, None), (0, (24, 20)), (1, (9, 11))]
+)
 def test_crop_matches_torch_crop_then_bilinear_resize(images, seed, size):
   torch = pytest.importorskip("torch")
   key = jax.random.key(seed)
   image = images[seed]
   crop_key = jax.random.split(key, 5)[0]  # augment_image's first key
-  top, left, h, w = (int(v) for v in augment._crop_box(crop_key, 16, 16, (0.08, 1.0),
-                                                        (3 / 4, 4 / 3)))
+  top, left, h, w = (
+      int(v) for v in augment._crop_box(crop_key, 16, 16, (0.08, 1.0), (3 / 4, 4 / 3))
+  )
   assert 0 <= top and top + h <= 16 and 0 <= left and left + w <= 16
-  box = torch.from_numpy(np.array(image[top:top + h, left:left + w])).permute(2, 0, 1)
+  box = torch.from_numpy(np.array(image[top : top + h, left : left + w])).permute(2, 0, 1)
   expected = torch.nn.functional.interpolate(
-      box[None], size=size or (16, 16), mode="bilinear", align_corners=False)[0]
+      box[None], size=size or (16, 16), mode="bilinear", align_corners=False
+  )[0]
   got = augment.random_resized_crop(crop_key, image, size=size)
   np.testing.assert_allclose(got, expected.permute(1, 2, 0).numpy(), atol=1e-6)
 
@@ -113,8 +117,7 @@ def test_hsv_round_trip_matches_colorsys():
   rgb[:3] = 0.5  # grey: hue and saturation 0
   expected = np.array([colorsys.rgb_to_hsv(*pixel) for pixel in rgb])
   np.testing.assert_allclose(augment.rgb_to_hsv(jnp.asarray(rgb)), expected, atol=1e-6)
-  np.testing.assert_allclose(
-      augment.hsv_to_rgb(jnp.asarray(expected, jnp.float32)), rgb, atol=1e-6)
+  np.testing.assert_allclose(augment.hsv_to_rgb(jnp.asarray(expected, jnp.float32)), rgb, atol=1e-6)
   shifted = np.array([colorsys.hsv_to_rgb((h + 0.25) % 1.0, s, v) for h, s, v in expected])
   np.testing.assert_allclose(augment.adjust_hue(jnp.asarray(rgb), 0.25), shifted, atol=1e-5)
 
@@ -145,7 +148,8 @@ def test_nt_xent_matches_numpy(temperature):
   got = simclr.nt_xent_loss(jnp.asarray(z1), jnp.asarray(z2), temperature)
   np.testing.assert_allclose(float(got), _nt_xent_numpy(z1, z2, temperature), rtol=1e-5)
   grads = jax.grad(lambda a: simclr.nt_xent_loss(a, jnp.asarray(z2), temperature))(
-      jnp.asarray(z1, jnp.float32))
+      jnp.asarray(z1, jnp.float32)
+  )
   assert np.isfinite(grads).all()
 
 
@@ -154,7 +158,9 @@ def test_schedule_warms_up_then_decays_to_zero():
   schedule = simclr.learning_rate_schedule(ssl)
   np.testing.assert_allclose(
       [schedule(0), schedule(5), schedule(10), schedule(55), schedule(100)],
-      [0.0, 0.25, 0.5, 0.25, 0.0], atol=1e-6)
+      [0.0, 0.25, 0.5, 0.25, 0.0],
+      atol=1e-6,
+  )
   short = simclr.learning_rate_schedule(_tiny_ssl(5, lr=0.5, warmup_steps=10))
   np.testing.assert_allclose(short(4), 0.2, atol=1e-6)  # ends inside the warmup
 
@@ -182,14 +188,26 @@ def test_knn_accuracy_matches_bruteforce():
   assert got == pytest.approx(expected)
   # Chunking with a padded last chunk gives the same predictions.
   np.testing.assert_array_equal(
-      knn_eval.knn_predict(train, train_labels, test, k=5, chunk_size=4), votes.argmax(1))
+      knn_eval.knn_predict(train, train_labels, test, k=5, chunk_size=4), votes.argmax(1)
+  )
 
 
 def _tiny_ssl(steps, **overrides):
   ssl = common.base_config().ssl
-  ssl.update({"steps": steps, "batch_size": 16, "optimizer": "adam", "lr": 3e-3,
-              "weight_decay": 0.0, "warmup_steps": 0, "projector_hidden_dim": 32,
-              "projector_output_dim": 16, "log_every": 5, **overrides})
+  ssl.update(
+      {
+          "steps": steps,
+          "batch_size": 16,
+          "optimizer": "adam",
+          "lr": 3e-3,
+          "weight_decay": 0.0,
+          "warmup_steps": 0,
+          "projector_hidden_dim": 32,
+          "projector_output_dim": 16,
+          "log_every": 5,
+          **overrides,
+      }
+  )
   return ssl
 
 
@@ -199,10 +217,19 @@ def test_loss_decreases_and_host_and_compiled_loops_agree():
   config = augment.AugmentConfig(crop_scale=(0.5, 1.0))
 
   def run(host_loop, steps):
-    model = simclr.SimCLRModel(build_backbone("resnet18", "cifar", 4, seed=0), 32, 16,
-                               rngs=nnx.Rngs(1))
-    return simclr.fit(model, data, _tiny_ssl(steps), augment_config=config,
-                      mean=(0.5,) * 3, std=(0.25,) * 3, seed=0, host_loop=host_loop)
+    model = simclr.SimCLRModel(
+        build_backbone("resnet18", "cifar", 4, seed=0), 32, 16, rngs=nnx.Rngs(1)
+    )
+    return simclr.fit(
+        model,
+        data,
+        _tiny_ssl(steps),
+        augment_config=config,
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        seed=0,
+        host_loop=host_loop,
+    )
 
   _, history = run(host_loop=True, steps=30)
   losses = [record["loss"] for record in history]
@@ -217,16 +244,30 @@ def test_nan_loss_names_the_learning_rate_field():
   data = np.random.default_rng(5).integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)
   model = simclr.SimCLRModel(TinyBackbone(nnx.Rngs(0)), 8, 8, rngs=nnx.Rngs(1))
   with pytest.raises(FloatingPointError, match="ssl.lr"):
-    simclr.fit(model, data, _tiny_ssl(2, lr=float("nan"), log_every=2),
-               augment_config=augment.AugmentConfig(), mean=(0.5,) * 3, std=(0.25,) * 3,
-               seed=0)
+    simclr.fit(
+        model,
+        data,
+        _tiny_ssl(2, lr=float("nan"), log_every=2),
+        augment_config=augment.AugmentConfig(),
+        mean=(0.5,) * 3,
+        std=(0.25,) * 3,
+        seed=0,
+    )
 
 
 def _digits_ssl_config(steps):
   config = digits_badnets.get_config("ssl")
   config.backbone.width = 4
-  config.ssl.update({"steps": steps, "batch_size": 32, "warmup_steps": 2,
-                     "projector_hidden_dim": 16, "projector_output_dim": 8, "log_every": 10})
+  config.ssl.update(
+      {
+          "steps": steps,
+          "batch_size": 32,
+          "warmup_steps": 2,
+          "projector_hidden_dim": 16,
+          "projector_output_dim": 8,
+          "log_every": 10,
+      }
+  )
   return config
 
 
@@ -252,8 +293,13 @@ def test_pretrain_writes_a_loadable_backbone(tmp_path):
 def test_views_are_normalised_like_the_vibe_pipeline(dataset):
   """With the augmentation switched off, a view is exactly what VIBE's eval transform gives
   the backbone: one source of input statistics for pretraining and fine-tuning."""
-  identity = augment.AugmentConfig(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
-                                   jitter_prob=0.0, grayscale_prob=0.0, flip_prob=0.0)
+  identity = augment.AugmentConfig(
+      crop_scale=(1.0, 1.0),
+      crop_ratio=(1.0, 1.0),
+      jitter_prob=0.0,
+      grayscale_prob=0.0,
+      flip_prob=0.0,
+  )
   pipeline = transforms.get_pipeline(dataset)
   images = jnp.asarray(np.random.default_rng(7).integers(0, 256, (4, 32, 32, 3), np.uint8))
   views = simclr.make_views(jax.random.key(0), images, identity, pipeline.mean, pipeline.std)
@@ -261,12 +307,15 @@ def test_views_are_normalised_like_the_vibe_pipeline(dataset):
   np.testing.assert_allclose(views, jnp.concatenate([expected, expected]), atol=1e-5)
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("optimizer", "rmsprop", "ssl.optimizer"),
-    ("warmup_steps", -1, "ssl.warmup_steps"),
-    ("batch_size", 0, "ssl.batch_size"),
-    ("crop_scale_min", 1.5, "ssl.crop_scale_min"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("optimizer", "rmsprop", "ssl.optimizer"),
+        ("warmup_steps", -1, "ssl.warmup_steps"),
+        ("batch_size", 0, "ssl.batch_size"),
+        ("crop_scale_min", 1.5, "ssl.crop_scale_min"),
+    ],
+)
 def test_bad_ssl_config_fails_before_training(field, value, match):
   config = _digits_ssl_config(steps=20)
   config.ssl[field] = value
@@ -286,18 +335,34 @@ def test_pretraining_an_ss_config_needs_no_checkpoint_yet():
 
 def test_every_digits_config_has_the_ssl_variant():
   from configs import digits_blend
+
   config = digits_blend.get_config("ssl")
   assert config.variant == common.DEFAULT_VARIANT and config.attack.name == "blend"
   assert config.ssl.to_dict() == digits_badnets.get_config("ssl").ssl.to_dict()
 
 
 def test_cli_pretrain(tmp_path):
-  command = [sys.executable, "main.py", "--config", "configs/digits_badnets.py:ssl",
-             "--mode", "pretrain", f"--workdir={tmp_path}", "--config.ssl.steps=5",
-             "--config.ssl.batch_size=32",
-             "--config.backbone.width=4", "--config.ssl.projector_hidden_dim=16"]
-  done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                        env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  command = [
+      sys.executable,
+      "main.py",
+      "--config",
+      "configs/digits_badnets.py:ssl",
+      "--mode",
+      "pretrain",
+      f"--workdir={tmp_path}",
+      "--config.ssl.steps=5",
+      "--config.ssl.batch_size=32",
+      "--config.backbone.width=4",
+      "--config.ssl.projector_hidden_dim=16",
+  ]
+  done = subprocess.run(
+      command,
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      env={**os.environ, "JAX_PLATFORMS": "cpu"},
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   assert "kNN (k=20, cosine)" in done.stdout
   assert "ends inside the learning-rate warmup" in done.stderr  # 5 steps < 30 warmup

@@ -30,8 +30,12 @@ def test_random_crop_is_a_window_of_the_zero_padded_image():
   offsets = set()
   for o, b in zip(out, batch):
     padded = np.pad(b, ((4, 4), (4, 4), (0, 0)))
-    hits = [(r, c) for r in range(9) for c in range(9)
-            if np.array_equal(padded[r:r + 32, c:c + 32], o)]
+    hits = [
+        (r, c)
+        for r in range(9)
+        for c in range(9)
+        if np.array_equal(padded[r : r + 32, c : c + 32], o)
+    ]
     assert hits, "output is not a window of the padded image"
     offsets.add(hits[0])
   assert len(offsets) > 1  # independent per image
@@ -43,8 +47,9 @@ def test_random_resized_crop_shape_range_and_identity_box():
   assert out.shape == (4, 24, 24, 3) and out.dtype == np.float32
   assert out.min() >= -1e-3 and out.max() <= 255 + 1e-3
   square = images(3, 24, 24)
-  whole = transforms.random_resized_crop(jax.random.key(3), square, 24, scale=(1.0, 1.0),
-                                         ratio=(1.0, 1.0))
+  whole = transforms.random_resized_crop(
+      jax.random.key(3), square, 24, scale=(1.0, 1.0), ratio=(1.0, 1.0)
+  )
   np.testing.assert_allclose(whole, square, atol=1e-3)  # the box is the whole image
 
 
@@ -61,12 +66,12 @@ def test_normalize_against_numpy():
   batch = images(3)
   mean, std = transforms.CIFAR10_MEAN, transforms.CIFAR10_STD
   expected = (batch / 255.0 - np.array(mean)) / np.array(std)
-  np.testing.assert_allclose(transforms.normalize(batch, mean, std), expected, rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(transforms.normalize(batch, mean, std), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name,size,out", [("cifar10", 32, 32), ("cifar100", 32, 32),
-                                           ("imagenet30", 224, 224)])
+@pytest.mark.parametrize(
+    "name,size,out", [("cifar10", 32, 32), ("cifar100", 32, 32), ("imagenet30", 224, 224)]
+)
 def test_pipelines_jit_and_are_deterministic_in_the_key(name, size, out):
   pipeline = transforms.get_pipeline(name)
   batch = images(2, size, size)

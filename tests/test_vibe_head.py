@@ -18,10 +18,10 @@ def numpy_ln_joint(v, y, mu_z, mu_y, pi, kappa, nu, c, variant):
   """Direct formulas, with the full (B, C_y, C_l) tensor for variant F."""
   ln_p_l_x = log_softmax(kappa * unit(v) @ unit(mu_z).T + log_softmax(c * pi), axis=1)
   if variant == "a":
-    logits = nu * unit(mu_y) @ unit(mu_z).T               # [y, l]
-    ln_p_y_l = log_softmax(logits, axis=0)[y]             # softmax over y, then pick y_i
+    logits = nu * unit(mu_y) @ unit(mu_z).T  # [y, l]
+    ln_p_y_l = log_softmax(logits, axis=0)[y]  # softmax over y, then pick y_i
   else:
-    h = unit(mu_z)[None, :, :] + v[:, None, :]            # (B, C_l, D), v un-normalised
+    h = unit(mu_z)[None, :, :] + v[:, None, :]  # (B, C_l, D), v un-normalised
     logits = nu * np.einsum("yd,bld->byl", unit(mu_y), h)  # (B, C_y, C_l)
     ln_p_y_l = log_softmax(logits, axis=1)[np.arange(len(y)), y]  # over y
   return ln_p_l_x + ln_p_y_l
@@ -34,8 +34,17 @@ def test_ln_joint_matches_formulas(variant):
   v = rng.normal(size=(batch, dim)) * 3.0
   y = rng.integers(0, classes, size=batch)
   mu_z, mu_y = rng.normal(size=(classes, dim)), rng.normal(size=(classes, dim))
-  head = VibeHead(classes, dim, kappa=10.0, nu=20.0, prior_temperature=0.02,
-                  likelihood=variant, rngs=nnx.Rngs(0), mu_z=mu_z, mu_y=mu_y)
+  head = VibeHead(
+      classes,
+      dim,
+      kappa=10.0,
+      nu=20.0,
+      prior_temperature=0.02,
+      likelihood=variant,
+      rngs=nnx.Rngs(0),
+      mu_z=mu_z,
+      mu_y=mu_y,
+  )
   pi = np.asarray(head.prior_logits[...])
   expected = numpy_ln_joint(v, y, mu_z, mu_y, pi, 10.0, 20.0, 0.02, variant)
   actual = head.ln_joint(jnp.asarray(v, jnp.float32), jnp.asarray(y))
@@ -44,8 +53,9 @@ def test_ln_joint_matches_formulas(variant):
 
 def test_uniform_likelihood_at_first_estep():
   rng = np.random.default_rng(1)
-  head = VibeHead(4, 3, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="f",
-                  rngs=nnx.Rngs(1))
+  head = VibeHead(
+      4, 3, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="f", rngs=nnx.Rngs(1)
+  )
   v = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
   y = jnp.asarray(rng.integers(0, 4, size=5))
   expected = np.asarray(head.ln_p_label_given_x(v)) - np.log(4)
@@ -53,8 +63,9 @@ def test_uniform_likelihood_at_first_estep():
 
 
 def test_p_y_given_l_normalises_over_y():
-  head = VibeHead(6, 4, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="a",
-                  rngs=nnx.Rngs(2))
+  head = VibeHead(
+      6, 4, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="a", rngs=nnx.Rngs(2)
+  )
   table = np.exp(np.asarray(head.ln_p_given_label_given_label()))
   np.testing.assert_allclose(table.sum(axis=0), 1.0, atol=1e-5)
 
@@ -69,16 +80,26 @@ def test_class_centroids():
 def test_empty_class_keeps_gradients_finite():
   features, labels = jnp.asarray([[1.0, 0.0], [0.0, 2.0]]), jnp.asarray([0, 2])
   centroids = class_centroids(features, labels, 3)
-  head = VibeHead(3, 2, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="a",
-                  rngs=nnx.Rngs(0), mu_z=centroids, mu_y=centroids)
+  head = VibeHead(
+      3,
+      2,
+      kappa=10.0,
+      nu=10.0,
+      prior_temperature=0.02,
+      likelihood="a",
+      rngs=nnx.Rngs(0),
+      mu_z=centroids,
+      mu_y=centroids,
+  )
   graphdef, params = nnx.split(head, nnx.Param)
   grads = jax.grad(lambda p: nnx.merge(graphdef, p).ln_joint(features, labels).sum())(params)
   assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
 
 
 def test_head_gradients_are_finite():
-  head = VibeHead(3, 4, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="f",
-                  rngs=nnx.Rngs(3))
+  head = VibeHead(
+      3, 4, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="f", rngs=nnx.Rngs(3)
+  )
   graphdef, params = nnx.split(head, nnx.Param)
   v, y = jnp.ones((2, 4)), jnp.asarray([0, 2])
   grads = jax.grad(lambda p: nnx.merge(graphdef, p).ln_joint(v, y).sum())(params)

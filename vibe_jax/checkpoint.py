@@ -49,13 +49,13 @@ _BACKBONE_STATE = "state"
 
 
 def _string_keyed(tree: Mapping[Any, Any]) -> dict[str, Any]:
-    """Nested dict with str keys (orbax stores keys as strings; int keys would not round-trip)."""
-    if isinstance(tree, nnx.State):
-        tree = nnx.to_pure_dict(tree)  # Variables -> their values
-    return {
-        str(key): _string_keyed(value) if isinstance(value, Mapping) else value
-        for key, value in tree.items()
-    }
+  """Nested dict with str keys (orbax stores keys as strings; int keys would not round-trip)."""
+  if isinstance(tree, nnx.State):
+    tree = nnx.to_pure_dict(tree)  # Variables -> their values
+  return {
+      str(key): _string_keyed(value) if isinstance(value, Mapping) else value
+      for key, value in tree.items()
+  }
 
 
 def save_backbone(
@@ -65,131 +65,131 @@ def save_backbone(
     *,
     overwrite: bool = False,
 ) -> pathlib.Path:
-    """Writes a backbone checkpoint atomically and returns its absolute path.
+  """Writes a backbone checkpoint atomically and returns its absolute path.
 
-    `state` is a nested mapping of arrays (a pure dict, or an `nnx.State`); `model_config`
-    must be JSON-serialisable, since it is what rebuilds the module. Single-process: the
-    staging directory and rename are local file operations (conversion runs on one host).
-    """
-    directory = pathlib.Path(directory).absolute()
-    if directory.exists() and not overwrite:
-        raise FileExistsError(
-            f"backbone checkpoint output {directory} already exists; "
-            "choose another output directory or pass overwrite=True (--overwrite)"
-        )
-    metadata = {
-        "format": BACKBONE_FORMAT,
-        "version": _BACKBONE_VERSION,
-        "model_config": dict(model_config),
-    }
-    metadata_text = json.dumps(metadata, indent=2, sort_keys=True)  # fails before any write
+  `state` is a nested mapping of arrays (a pure dict, or an `nnx.State`); `model_config`
+  must be JSON-serialisable, since it is what rebuilds the module. Single-process: the
+  staging directory and rename are local file operations (conversion runs on one host).
+  """
+  directory = pathlib.Path(directory).absolute()
+  if directory.exists() and not overwrite:
+    raise FileExistsError(
+        f"backbone checkpoint output {directory} already exists; "
+        "choose another output directory or pass overwrite=True (--overwrite)"
+    )
+  metadata = {
+      "format": BACKBONE_FORMAT,
+      "version": _BACKBONE_VERSION,
+      "model_config": dict(model_config),
+  }
+  metadata_text = json.dumps(metadata, indent=2, sort_keys=True)  # fails before any write
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
-        staging.chmod(0o755)  # mkdtemp makes it owner-only; the checkpoint is for sharing
-        with ocp.StandardCheckpointer() as checkpointer:
-            checkpointer.save(staging / _BACKBONE_STATE, _string_keyed(state))
-            checkpointer.wait_until_finished()
-        (staging / _BACKBONE_METADATA).write_text(metadata_text + "\n")
-        if directory.exists():  # overwrite: move the old one aside only once the new one is whole
-            retired = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-            directory.rename(retired)
-            staging.rename(directory)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return directory
+  directory.parent.mkdir(parents=True, exist_ok=True)
+  staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+  try:
+    staging.chmod(0o755)  # mkdtemp makes it owner-only; the checkpoint is for sharing
+    with ocp.StandardCheckpointer() as checkpointer:
+      checkpointer.save(staging / _BACKBONE_STATE, _string_keyed(state))
+      checkpointer.wait_until_finished()
+    (staging / _BACKBONE_METADATA).write_text(metadata_text + "\n")
+    if directory.exists():  # overwrite: move the old one aside only once the new one is whole
+      retired = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+      directory.rename(retired)
+      staging.rename(directory)
+      shutil.rmtree(retired)
+    else:
+      staging.rename(directory)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  return directory
 
 
 def load_backbone_checkpoint(
     directory: str | os.PathLike[str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Reads a backbone checkpoint: (model_config, state as nested dicts with string keys)."""
-    directory = pathlib.Path(directory).absolute()
-    metadata_path = directory / _BACKBONE_METADATA
-    if not metadata_path.is_file():
-        raise FileNotFoundError(
-            f"{directory} is not a vibe_jax backbone checkpoint (no {_BACKBONE_METADATA}); "
-            "convert a PyTorch checkpoint first with convert_torch_ckpt.py"
-        )
-    metadata = json.loads(metadata_path.read_text())
-    if metadata.get("format") != BACKBONE_FORMAT or metadata.get("version") != _BACKBONE_VERSION:
-        raise ValueError(
-            f"{metadata_path} has format {metadata.get('format')!r} version "
-            f"{metadata.get('version')!r}; expected {BACKBONE_FORMAT!r} version {_BACKBONE_VERSION}"
-        )
-    with ocp.StandardCheckpointer() as checkpointer:
-        state = checkpointer.restore(directory / _BACKBONE_STATE)
-    return dict(metadata["model_config"]), state
+  """Reads a backbone checkpoint: (model_config, state as nested dicts with string keys)."""
+  directory = pathlib.Path(directory).absolute()
+  metadata_path = directory / _BACKBONE_METADATA
+  if not metadata_path.is_file():
+    raise FileNotFoundError(
+        f"{directory} is not a vibe_jax backbone checkpoint (no {_BACKBONE_METADATA}); "
+        "convert a PyTorch checkpoint first with convert_torch_ckpt.py"
+    )
+  metadata = json.loads(metadata_path.read_text())
+  if metadata.get("format") != BACKBONE_FORMAT or metadata.get("version") != _BACKBONE_VERSION:
+    raise ValueError(
+        f"{metadata_path} has format {metadata.get('format')!r} version "
+        f"{metadata.get('version')!r}; expected {BACKBONE_FORMAT!r} version {_BACKBONE_VERSION}"
+    )
+  with ocp.StandardCheckpointer() as checkpointer:
+    state = checkpointer.restore(directory / _BACKBONE_STATE)
+  return dict(metadata["model_config"]), state
 
 
 class CheckpointMismatchError(ValueError):
-    """A saved training state does not fit the model the config builds."""
+  """A saved training state does not fit the model the config builds."""
 
 
 def _key_name(key: Any) -> str:
-    for attribute in ("key", "name", "idx"):
-        if hasattr(key, attribute):
-            return str(getattr(key, attribute))
-    return str(key)
+  for attribute in ("key", "name", "idx"):
+    if hasattr(key, attribute):
+      return str(getattr(key, attribute))
+  return str(key)
 
 
 def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
-    """Dotted leaf paths -> shapes, spelled alike for live pytrees and orbax metadata."""
-    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-    return {
-        ".".join(_key_name(key) for key in path): tuple(getattr(leaf, "shape", ()))
-        for path, leaf in leaves
-    }
+  """Dotted leaf paths -> shapes, spelled alike for live pytrees and orbax metadata."""
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {
+      ".".join(_key_name(key) for key in path): tuple(getattr(leaf, "shape", ()))
+      for path, leaf in leaves
+  }
 
 
 class TrainCheckpoints:
-    """Periodic, atomic, resumable training-state checkpoints in one directory."""
+  """Periodic, atomic, resumable training-state checkpoints in one directory."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, save_every: int, keep: int = 2):
-        if save_every <= 0:
-            raise ValueError(f"checkpoint.every={save_every} must be positive.")
-        self.directory = pathlib.Path(directory).absolute()
-        self.save_every = save_every
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            item_handlers=ocp.StandardCheckpointHandler(),  # metadata readable in a new process
-            options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, create=True, enable_async_checkpointing=False
-            ),
-        )
+  def __init__(self, directory: str | os.PathLike[str], *, save_every: int, keep: int = 2):
+    if save_every <= 0:
+      raise ValueError(f"checkpoint.every={save_every} must be positive.")
+    self.directory = pathlib.Path(directory).absolute()
+    self.save_every = save_every
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        item_handlers=ocp.StandardCheckpointHandler(),  # metadata readable in a new process
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=False
+        ),
+    )
 
-    def latest_step(self) -> int | None:
-        return self._manager.latest_step()
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
 
-    def save(self, step: int, state: Any, *, force: bool = False) -> None:
-        """Saves at multiples of save_every (or always with `force`, e.g. the last step)."""
-        if force or step % self.save_every == 0:
-            if step not in self._manager.all_steps():
-                self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+  def save(self, step: int, state: Any, *, force: bool = False) -> None:
+    """Saves at multiples of save_every (or always with `force`, e.g. the last step)."""
+    if force or step % self.save_every == 0:
+      if step not in self._manager.all_steps():
+        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
-    def restore(self, step: int, like: Any) -> Any:
-        """Restores `step` into the structure of `like`; a shape mismatch lists every entry."""
-        saved = _shapes_by_path(self._manager.item_metadata(step))
-        expected = _shapes_by_path(like)
-        problems = [
-            f"{path}: checkpoint {saved.get(path)} vs config {shape}"
-            for path, shape in expected.items()
-            if saved.get(path) != shape
-        ] + [f"{path}: only in the checkpoint" for path in saved if path not in expected]
-        if problems:
-            raise CheckpointMismatchError(
-                f"checkpoint {self.directory / str(step)} does not fit the model this config "
-                "builds (use the config it was trained with, or a fresh --workdir):\n  "
-                + "\n  ".join(problems[:20])
-                + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-            )
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  def restore(self, step: int, like: Any) -> Any:
+    """Restores `step` into the structure of `like`; a shape mismatch lists every entry."""
+    saved = _shapes_by_path(self._manager.item_metadata(step))
+    expected = _shapes_by_path(like)
+    problems = [
+        f"{path}: checkpoint {saved.get(path)} vs config {shape}"
+        for path, shape in expected.items()
+        if saved.get(path) != shape
+    ] + [f"{path}: only in the checkpoint" for path in saved if path not in expected]
+    if problems:
+      raise CheckpointMismatchError(
+          f"checkpoint {self.directory / str(step)} does not fit the model this config "
+          "builds (use the config it was trained with, or a fresh --workdir):\n  "
+          + "\n  ".join(problems[:20])
+          + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+      )
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
-    def close(self) -> None:
-        self._manager.close()
+  def close(self) -> None:
+    self._manager.close()

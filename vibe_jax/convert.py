@@ -70,163 +70,161 @@ _STATE_DICT_WRAPPERS = ("state_dict", "model")
 
 @dataclasses.dataclass(frozen=True)
 class BackboneTensors:
-    """The backbone part of a checkpoint, under torchvision names (prefix stripped)."""
+  """The backbone part of a checkpoint, under torchvision names (prefix stripped)."""
 
-    tensors: dict[str, np.ndarray]
-    prefix: str
-    dropped_keys: list[str]  # original keys deliberately left out (heads, momentum copies, ...)
+  tensors: dict[str, np.ndarray]
+  prefix: str
+  dropped_keys: list[str]  # original keys deliberately left out (heads, momentum copies, ...)
 
 
 @dataclasses.dataclass(frozen=True)
 class ConversionReport:
-    """What a conversion did, for the CLI to print: where, from which prefix, what it dropped."""
+  """What a conversion did, for the CLI to print: where, from which prefix, what it dropped."""
 
-    output: pathlib.Path
-    model_config: dict[str, Any]
-    prefix: str
-    num_converted: int
-    dropped_keys: list[str]
+  output: pathlib.Path
+  model_config: dict[str, Any]
+  prefix: str
+  num_converted: int
+  dropped_keys: list[str]
 
 
 def _is_state_dict(obj: Mapping[str, Any]) -> bool:
-    return bool(obj) and all(
-        isinstance(key, str) and hasattr(value, "shape") for key, value in obj.items()
-    )
+  return bool(obj) and all(
+      isinstance(key, str) and hasattr(value, "shape") for key, value in obj.items()
+  )
 
 
 def unwrap_state_dict(obj: Any) -> dict[str, Any]:
-    """The tensor dict inside a checkpoint: the object itself, or under 'state_dict'/'model'."""
-    while isinstance(obj, Mapping) and not _is_state_dict(obj):
-        wrapper = next(
-            (key for key in _STATE_DICT_WRAPPERS if isinstance(obj.get(key), Mapping)), None
-        )
-        if wrapper is None:
-            raise ValueError(
-                "checkpoint is neither a state dict (names -> tensors) nor a dict holding one "
-                f"under {list(_STATE_DICT_WRAPPERS)}; its top-level keys are "
-                f"{sorted(map(str, obj))}"
-            )
-        obj = obj[wrapper]
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"checkpoint holds a {type(obj).__name__}, not a state dict")
-    return dict(obj)
+  """The tensor dict inside a checkpoint: the object itself, or under 'state_dict'/'model'."""
+  while isinstance(obj, Mapping) and not _is_state_dict(obj):
+    wrapper = next((key for key in _STATE_DICT_WRAPPERS if isinstance(obj.get(key), Mapping)), None)
+    if wrapper is None:
+      raise ValueError(
+          "checkpoint is neither a state dict (names -> tensors) nor a dict holding one "
+          f"under {list(_STATE_DICT_WRAPPERS)}; its top-level keys are "
+          f"{sorted(map(str, obj))}"
+      )
+    obj = obj[wrapper]
+  if not isinstance(obj, Mapping):
+    raise ValueError(f"checkpoint holds a {type(obj).__name__}, not a state dict")
+  return dict(obj)
 
 
 def split_backbone(state_dict: Mapping[str, Any]) -> BackboneTensors:
-    """Keeps the backbone tensors (prefix stripped); reports everything else as dropped."""
-    prefix = next((p for p in BACKBONE_PREFIXES if f"{p}conv1.weight" in state_dict), None)
-    if prefix is None:
-        raise ValueError(
-            "found no ResNet stem conv ('conv1.weight') under any known backbone prefix "
-            f"{list(BACKBONE_PREFIXES)}; keys look like {sorted(state_dict)[:10]}"
-        )
-    tensors: dict[str, np.ndarray] = {}
-    dropped: list[str] = []
-    for key, value in state_dict.items():
-        name = key[len(prefix):] if key.startswith(prefix) else None
-        if (
-            name is None
-            or name.split(".", 1)[0] in _DROPPED_BACKBONE_MODULES
-            or name.rsplit(".", 1)[-1] in _DROPPED_LEAVES
-        ):
-            dropped.append(key)
-        else:
-            tensors[name] = value
-    return BackboneTensors(tensors=tensors, prefix=prefix, dropped_keys=sorted(dropped))
+  """Keeps the backbone tensors (prefix stripped); reports everything else as dropped."""
+  prefix = next((p for p in BACKBONE_PREFIXES if f"{p}conv1.weight" in state_dict), None)
+  if prefix is None:
+    raise ValueError(
+        "found no ResNet stem conv ('conv1.weight') under any known backbone prefix "
+        f"{list(BACKBONE_PREFIXES)}; keys look like {sorted(state_dict)[:10]}"
+    )
+  tensors: dict[str, np.ndarray] = {}
+  dropped: list[str] = []
+  for key, value in state_dict.items():
+    name = key[len(prefix) :] if key.startswith(prefix) else None
+    if (
+        name is None
+        or name.split(".", 1)[0] in _DROPPED_BACKBONE_MODULES
+        or name.rsplit(".", 1)[-1] in _DROPPED_LEAVES
+    ):
+      dropped.append(key)
+    else:
+      tensors[name] = value
+  return BackboneTensors(tensors=tensors, prefix=prefix, dropped_keys=sorted(dropped))
 
 
 def _torch_layout(flax_name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """A Flax leaf's shape as PyTorch stores it (HWIO kernels back to OIHW), for messages."""
-    if flax_name.endswith(".kernel") and len(shape) == 4:
-        height, width, in_channels, out_channels = shape
-        return (out_channels, in_channels, height, width)
-    return tuple(shape)
+  """A Flax leaf's shape as PyTorch stores it (HWIO kernels back to OIHW), for messages."""
+  if flax_name.endswith(".kernel") and len(shape) == 4:
+    height, width, in_channels, out_channels = shape
+    return (out_channels, in_channels, height, width)
+  return tuple(shape)
 
 
 def _torch_name(flax_name: str) -> str:
-    module, _, leaf = flax_name.rpartition(".")
-    return f"{module}.{_FLAX_TO_TORCH_LEAF[leaf]}"
+  module, _, leaf = flax_name.rpartition(".")
+  return f"{module}.{_FLAX_TO_TORCH_LEAF[leaf]}"
 
 
 def torch_to_flax(
     tensors: Mapping[str, Any], model_config: Mapping[str, Any]
 ) -> dict[str, np.ndarray]:
-    """Maps torchvision-named tensors onto the backbone's flat Flax names, strictly.
+  """Maps torchvision-named tensors onto the backbone's flat Flax names, strictly.
 
-    Returns {"layer1.0.conv1.kernel": HWIO float32 array, ...}. Any missing, unexpected or
-    mis-shaped tensor raises StateMismatchError listing all of them under torch names.
-    """
-    abstract_leaves = flat_state(abstract_backbone(model_config))
-    expected = {name: tuple(leaf.shape) for name, leaf in abstract_leaves.items()}
-    converted: dict[str, np.ndarray] = {}
-    matched: set[str] = set()
-    unexpected: list[str] = []
-    mismatched: list[str] = []
-    for name, value in tensors.items():
-        module, _, leaf = name.rpartition(".")
-        if leaf == "weight":
-            flax_leaf = "kernel" if f"{module}.kernel" in expected else "scale"
-        else:
-            flax_leaf = _TORCH_TO_FLAX_LEAF.get(leaf, "")
-        target = f"{module}.{flax_leaf}"
-        if not flax_leaf or target not in expected or target in matched:
-            unexpected.append(name)
-            continue
-        matched.add(target)
-        array = np.asarray(value)
-        if array.shape != _torch_layout(target, expected[target]):
-            mismatched.append(
-                f"{name}: checkpoint has {tuple(array.shape)}, the backbone needs "
-                f"{_torch_layout(target, expected[target])}"
-            )
-            continue
-        if flax_leaf == "kernel":
-            array = array.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-        converted[target] = np.ascontiguousarray(array, dtype=np.float32)
-    missing = [_torch_name(name) for name in expected if name not in matched]
-    if missing or unexpected or mismatched:
-        raise StateMismatchError(
-            f"PyTorch backbone tensors (torchvision names) for model_config {dict(model_config)}",
-            missing=missing,
-            unexpected=unexpected,
-            mismatched=mismatched,
-        )
-    return converted
+  Returns {"layer1.0.conv1.kernel": HWIO float32 array, ...}. Any missing, unexpected or
+  mis-shaped tensor raises StateMismatchError listing all of them under torch names.
+  """
+  abstract_leaves = flat_state(abstract_backbone(model_config))
+  expected = {name: tuple(leaf.shape) for name, leaf in abstract_leaves.items()}
+  converted: dict[str, np.ndarray] = {}
+  matched: set[str] = set()
+  unexpected: list[str] = []
+  mismatched: list[str] = []
+  for name, value in tensors.items():
+    module, _, leaf = name.rpartition(".")
+    if leaf == "weight":
+      flax_leaf = "kernel" if f"{module}.kernel" in expected else "scale"
+    else:
+      flax_leaf = _TORCH_TO_FLAX_LEAF.get(leaf, "")
+    target = f"{module}.{flax_leaf}"
+    if not flax_leaf or target not in expected or target in matched:
+      unexpected.append(name)
+      continue
+    matched.add(target)
+    array = np.asarray(value)
+    if array.shape != _torch_layout(target, expected[target]):
+      mismatched.append(
+          f"{name}: checkpoint has {tuple(array.shape)}, the backbone needs "
+          f"{_torch_layout(target, expected[target])}"
+      )
+      continue
+    if flax_leaf == "kernel":
+      array = array.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    converted[target] = np.ascontiguousarray(array, dtype=np.float32)
+  missing = [_torch_name(name) for name in expected if name not in matched]
+  if missing or unexpected or mismatched:
+    raise StateMismatchError(
+        f"PyTorch backbone tensors (torchvision names) for model_config {dict(model_config)}",
+        missing=missing,
+        unexpected=unexpected,
+        mismatched=mismatched,
+    )
+  return converted
 
 
 def read_torch_checkpoint(
     path: str | os.PathLike[str], *, allow_unsafe_pickle: bool = False
 ) -> dict[str, np.ndarray]:
-    """Loads a .ckpt/.pth file and returns its state dict as float32/int numpy arrays.
+  """Loads a .ckpt/.pth file and returns its state dict as float32/int numpy arrays.
 
-    By default torch.load runs with weights_only=True, which refuses arbitrary pickled
-    objects; Lightning checkpoints that pickle config objects need allow_unsafe_pickle=True,
-    which executes code from the file, so only use it on files you trust.
-    """
-    import pickle
+  By default torch.load runs with weights_only=True, which refuses arbitrary pickled
+  objects; Lightning checkpoints that pickle config objects need allow_unsafe_pickle=True,
+  which executes code from the file, so only use it on files you trust.
+  """
+  import pickle
 
-    import torch  # lazy: only conversion needs torch
+  import torch  # lazy: only conversion needs torch
 
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"PyTorch checkpoint {path} does not exist (--input)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"torch.load refused {path} in weights-only mode ({error}); if you trust the file, "
-            "retry with allow_unsafe_pickle=True (--allow_unsafe_pickle)"
-        ) from error
-    state_dict = unwrap_state_dict(obj)
-    arrays: dict[str, np.ndarray] = {}
-    for key, value in state_dict.items():
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu()
-            if value.is_floating_point():
-                value = value.float()
-            value = value.numpy()
-        arrays[key] = value
-    return arrays
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"PyTorch checkpoint {path} does not exist (--input)")
+  try:
+    obj = torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle)
+  except pickle.UnpicklingError as error:
+    raise ValueError(
+        f"torch.load refused {path} in weights-only mode ({error}); if you trust the file, "
+        "retry with allow_unsafe_pickle=True (--allow_unsafe_pickle)"
+    ) from error
+  state_dict = unwrap_state_dict(obj)
+  arrays: dict[str, np.ndarray] = {}
+  for key, value in state_dict.items():
+    if isinstance(value, torch.Tensor):
+      value = value.detach().cpu()
+      if value.is_floating_point():
+        value = value.float()
+      value = value.numpy()
+    arrays[key] = value
+  return arrays
 
 
 def convert_torch_checkpoint(
@@ -239,18 +237,18 @@ def convert_torch_checkpoint(
     allow_unsafe_pickle: bool = False,
     overwrite: bool = False,
 ) -> ConversionReport:
-    """Converts a PyTorch ResNet checkpoint into a vibe_jax backbone checkpoint directory."""
-    model_config = backbone_config(arch, stem, width)  # bad flags fail before reading a file
-    state_dict = read_torch_checkpoint(input_path, allow_unsafe_pickle=allow_unsafe_pickle)
-    backbone = split_backbone(state_dict)
-    converted = torch_to_flax(backbone.tensors, model_config)
-    output = checkpoint.save_backbone(
-        output_dir, model_config, unflatten_state(converted), overwrite=overwrite
-    )
-    return ConversionReport(
-        output=output,
-        model_config=model_config,
-        prefix=backbone.prefix,
-        num_converted=len(converted),
-        dropped_keys=backbone.dropped_keys,
-    )
+  """Converts a PyTorch ResNet checkpoint into a vibe_jax backbone checkpoint directory."""
+  model_config = backbone_config(arch, stem, width)  # bad flags fail before reading a file
+  state_dict = read_torch_checkpoint(input_path, allow_unsafe_pickle=allow_unsafe_pickle)
+  backbone = split_backbone(state_dict)
+  converted = torch_to_flax(backbone.tensors, model_config)
+  output = checkpoint.save_backbone(
+      output_dir, model_config, unflatten_state(converted), overwrite=overwrite
+  )
+  return ConversionReport(
+      output=output,
+      model_config=model_config,
+      prefix=backbone.prefix,
+      num_converted=len(converted),
+      dropped_keys=backbone.dropped_keys,
+  )

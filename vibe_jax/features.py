@@ -19,7 +19,8 @@ from vibe_jax.registry import Registry
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]
 EXTRACTORS: Registry[Callable[[ml_collections.ConfigDict, np.ndarray], FeatureFn]] = Registry(
-    "feature extractor")
+    "feature extractor"
+)
 
 
 def l2_normalize(features: np.ndarray) -> np.ndarray:
@@ -41,6 +42,7 @@ def backbone_features(config: ml_collections.ConfigDict, train_images: np.ndarra
   del train_images
   from vibe_jax.data.transforms import get_pipeline
   from vibe_jax.models import load_backbone
+
   if not config.backbone.checkpoint:
     raise ValueError("features.extractor='backbone' needs backbone.checkpoint.")
   forward = load_backbone(os.path.expanduser(config.backbone.checkpoint))
@@ -48,15 +50,19 @@ def backbone_features(config: ml_collections.ConfigDict, train_images: np.ndarra
   batch = config.features.batch_size
 
   def extract(images: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.asarray(forward(preprocess(images[i:i + batch])))
-                           for i in range(0, len(images), batch)])
+    return np.concatenate(
+        [
+            np.asarray(forward(preprocess(images[i : i + batch])))
+            for i in range(0, len(images), batch)
+        ]
+    )
+
   return extract
 
 
 def make_extractor(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
   """The configured extractor (config field features.extractor), output L2-normalised."""
-  raw = EXTRACTORS.get(config.features.extractor, field="features.extractor")(config,
-                                                                               train_images)
+  raw = EXTRACTORS.get(config.features.extractor, field="features.extractor")(config, train_images)
   return lambda images: l2_normalize(np.asarray(raw(images), np.float32))
 
 
@@ -78,13 +84,20 @@ def cached_features(cache_path: str, fingerprint: dict, compute: Callable[[], di
 # A features file: frozen features with their labels, for the FM variants. Any model's
 # features can be used; `python main.py --mode extract` writes one from a vibe_jax backbone.
 FEATURE_FILE_ARRAYS = {
-    "train_features": 2, "train_labels": 1,                     # given (possibly poisoned)
-    "test_features": 2, "test_labels": 1,                       # clean test set
-    "poisoned_test_features": 2, "poisoned_test_labels": 1,     # true labels
-    "poisoned_test_targets": 1,                                 # the attacker's labels
+    "train_features": 2,
+    "train_labels": 1,  # given (possibly poisoned)
+    "test_features": 2,
+    "test_labels": 1,  # clean test set
+    "poisoned_test_features": 2,
+    "poisoned_test_labels": 1,  # true labels
+    "poisoned_test_targets": 1,  # the attacker's labels
 }
-OPTIONAL_FEATURE_FILE_ARRAYS = {"train_true_labels": 1, "train_poison_mask": 1,
-                                "poisoned_test_attack_index": 1, "attack_names": 1}
+OPTIONAL_FEATURE_FILE_ARRAYS = {
+    "train_true_labels": 1,
+    "train_poison_mask": 1,
+    "poisoned_test_attack_index": 1,
+    "attack_names": 1,
+}
 
 
 def save_feature_file(path: str, arrays: dict[str, np.ndarray]) -> None:
@@ -99,8 +112,10 @@ def load_feature_file(path: str) -> dict[str, np.ndarray]:
   """Reads and checks a features file; features come back L2-normalised, as always."""
   path = os.path.expanduser(path)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"features.file={path!r} does not exist; write one with "
-                            "`python main.py --mode extract` or from your own model.")
+    raise FileNotFoundError(
+        f"features.file={path!r} does not exist; write one with "
+        "`python main.py --mode extract` or from your own model."
+    )
   with np.load(path) as stored:
     arrays = {name: stored[name] for name in stored.files}
   check_feature_arrays(arrays, path)
@@ -112,17 +127,27 @@ def load_feature_file(path: str) -> dict[str, np.ndarray]:
 def check_feature_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
   missing = sorted(set(FEATURE_FILE_ARRAYS) - set(arrays))
   if missing:
-    raise ValueError(f"features file {source} lacks {missing}; it needs "
-                     f"{sorted(FEATURE_FILE_ARRAYS)} (optional: "
-                     f"{sorted(OPTIONAL_FEATURE_FILE_ARRAYS)}).")
+    raise ValueError(
+        f"features file {source} lacks {missing}; it needs "
+        f"{sorted(FEATURE_FILE_ARRAYS)} (optional: "
+        f"{sorted(OPTIONAL_FEATURE_FILE_ARRAYS)})."
+    )
   for name, ndim in {**FEATURE_FILE_ARRAYS, **OPTIONAL_FEATURE_FILE_ARRAYS}.items():
     if name in arrays and arrays[name].ndim != ndim:
-      raise ValueError(f"features file {source}: {name} has shape {arrays[name].shape}, "
-                       f"expected {ndim} dimension(s).")
-  same_rows = [("train_features", "train_labels", "train_true_labels", "train_poison_mask"),
-               ("test_features", "test_labels"),
-               ("poisoned_test_features", "poisoned_test_labels", "poisoned_test_targets",
-                "poisoned_test_attack_index")]
+      raise ValueError(
+          f"features file {source}: {name} has shape {arrays[name].shape}, "
+          f"expected {ndim} dimension(s)."
+      )
+  same_rows = [
+      ("train_features", "train_labels", "train_true_labels", "train_poison_mask"),
+      ("test_features", "test_labels"),
+      (
+          "poisoned_test_features",
+          "poisoned_test_labels",
+          "poisoned_test_targets",
+          "poisoned_test_attack_index",
+      ),
+  ]
   for names in same_rows:
     rows = {name: len(arrays[name]) for name in names if name in arrays}
     if len(set(rows.values())) != 1:

@@ -11,9 +11,13 @@ def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
   return float(np.mean(predictions == labels)) if len(labels) else 0.0
 
 
-def defense_metrics(clean_predictions: np.ndarray, clean_labels: np.ndarray,
-                    poisoned_predictions: np.ndarray, poisoned_true_labels: np.ndarray,
-                    attacker_labels: np.ndarray) -> dict[str, float]:
+def defense_metrics(
+    clean_predictions: np.ndarray,
+    clean_labels: np.ndarray,
+    poisoned_predictions: np.ndarray,
+    poisoned_true_labels: np.ndarray,
+    attacker_labels: np.ndarray,
+) -> dict[str, float]:
   """ACC on the clean test set; ASR (attacker's label) and RA (true label) on the poisoned one."""
   return {
       "acc": accuracy(clean_predictions, clean_labels),
@@ -22,15 +26,21 @@ def defense_metrics(clean_predictions: np.ndarray, clean_labels: np.ndarray,
   }
 
 
-def per_attack_metrics(poisoned_predictions: np.ndarray, poisoned_true_labels: np.ndarray,
-                       attacker_labels: np.ndarray, attack_index: np.ndarray,
-                       attack_names: tuple[str, ...]) -> dict[str, float]:
+def per_attack_metrics(
+    poisoned_predictions: np.ndarray,
+    poisoned_true_labels: np.ndarray,
+    attacker_labels: np.ndarray,
+    attack_index: np.ndarray,
+    attack_names: tuple[str, ...],
+) -> dict[str, float]:
   """ASR and RA of each attack of a multi-attack test set: 'asr/<name>', 'ra/<name>'."""
   predictions, attack_index = np.asarray(poisoned_predictions), np.asarray(attack_index)
   true_labels, attacker_labels = np.asarray(poisoned_true_labels), np.asarray(attacker_labels)
   if attack_index.shape != predictions.shape:
-    raise ValueError(f"attack_index has shape {attack_index.shape} but there are "
-                     f"{predictions.shape} poisoned predictions.")
+    raise ValueError(
+        f"attack_index has shape {attack_index.shape} but there are "
+        f"{predictions.shape} poisoned predictions."
+    )
   out = {}
   for k, name in enumerate(attack_names):
     members = attack_index == k
@@ -39,8 +49,12 @@ def per_attack_metrics(poisoned_predictions: np.ndarray, poisoned_true_labels: n
   return out
 
 
-def pseudo_label_diagnostics(pseudo_labels: np.ndarray, given_labels: np.ndarray,
-                             true_labels: np.ndarray, poison_mask: np.ndarray) -> dict[str, float]:
+def pseudo_label_diagnostics(
+    pseudo_labels: np.ndarray,
+    given_labels: np.ndarray,
+    true_labels: np.ndarray,
+    poison_mask: np.ndarray,
+) -> dict[str, float]:
   """How the E-step's labels relate to the given labels, the true labels and the poison."""
   pseudo_labels, true_labels = np.asarray(pseudo_labels), np.asarray(true_labels)
   poison_mask = np.asarray(poison_mask, bool)

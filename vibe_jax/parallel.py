@@ -20,8 +20,9 @@ def initialize_distributed(config) -> None:
   if address == "auto":
     jax.distributed.initialize()
   else:
-    jax.distributed.initialize(address, num_processes=config.num_processes,
-                               process_id=config.process_id)
+    jax.distributed.initialize(
+        address, num_processes=config.num_processes, process_id=config.process_id
+    )
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh:
@@ -74,6 +75,7 @@ def to_host(array: jax.Array) -> np.ndarray:
   """The whole array on every host (an all-gather when it spans several processes)."""
   if jax.process_count() > 1 and not array.is_fully_addressable:
     from jax.experimental import multihost_utils
+
     return np.asarray(multihost_utils.process_allgather(array, tiled=True))
   return np.asarray(array)
 
@@ -81,5 +83,7 @@ def to_host(array: jax.Array) -> np.ndarray:
 def check_batch_divides(batch_size: int, mesh: Mesh, field: str) -> None:
   devices = mesh.shape[DATA_AXIS]
   if batch_size % devices:
-    raise ValueError(f"{field}={batch_size} does not divide over {devices} devices; use a "
-                     f"multiple of {devices}.")
+    raise ValueError(
+        f"{field}={batch_size} does not divide over {devices} devices; use a "
+        f"multiple of {devices}."
+    )

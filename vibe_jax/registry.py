@@ -20,13 +20,15 @@ class Registry(Generic[T]):
         raise ValueError(f"{self.kind} {name!r} is registered twice.")
       self._entries[name] = obj
       return obj
+
     return decorator
 
   def get(self, name: str, field: str | None = None) -> T:
     if name not in self._entries:
       where = f" (config field {field})" if field else ""
       raise ValueError(
-          f"Unknown {self.kind} {name!r}{where}; known: {', '.join(sorted(self._entries))}.")
+          f"Unknown {self.kind} {name!r}{where}; known: {', '.join(sorted(self._entries))}."
+      )
     return self._entries[name]
 
   def names(self) -> list[str]:

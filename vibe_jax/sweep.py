@@ -29,8 +29,15 @@ import time
 
 from vibe_jax.variants import get_variant
 
-__all__ = ["SweepRun", "baseline_notes", "expand_configs", "plan", "run_all", "sweep_table",
-           "write_tables"]
+__all__ = [
+    "SweepRun",
+    "baseline_notes",
+    "expand_configs",
+    "plan",
+    "run_all",
+    "sweep_table",
+    "write_tables",
+]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "main.py")
@@ -40,6 +47,7 @@ METRICS = ("acc", "asr", "ra")
 @dataclasses.dataclass(frozen=True)
 class SweepRun:
   """One (config, variant) pair and the workdir it runs in."""
+
   config_path: str
   variant: str
   workdir: str
@@ -53,8 +61,13 @@ class SweepRun:
     return os.path.join(self.workdir, "results.json")
 
   def command(self, overrides: list[str]) -> list[str]:
-    return [sys.executable, MAIN, f"--config={self.config_path}:{self.variant}",
-            f"--workdir={self.workdir}", *overrides]
+    return [
+        sys.executable,
+        MAIN,
+        f"--config={self.config_path}:{self.variant}",
+        f"--workdir={self.workdir}",
+        *overrides,
+    ]
 
 
 def expand_configs(patterns: list[str]) -> list[str]:
@@ -66,8 +79,11 @@ def expand_configs(patterns: list[str]) -> list[str]:
       raise FileNotFoundError(f"--configs pattern {pattern!r} matches no file.")
     for path in matches:
       path = os.path.abspath(path)
-      if path.endswith(".py") and os.path.basename(path) not in ("__init__.py", "common.py") \
-          and path not in paths:
+      if (
+          path.endswith(".py")
+          and os.path.basename(path) not in ("__init__.py", "common.py")
+          and path not in paths
+      ):
         paths.append(path)
   if not paths:
     raise FileNotFoundError(f"--configs {patterns} match no experiment config (*.py).")
@@ -78,10 +94,15 @@ def plan(config_paths: list[str], variants: list[str], workdir: str) -> list[Swe
   """Every (config, variant) pair, in workdir/<config name>_<variant>."""
   if not variants:
     raise ValueError("--variants is empty; pass e.g. a,f.")
-  return [SweepRun(path, variant,
-                   os.path.join(workdir, f"{os.path.splitext(os.path.basename(path))[0]}_"
-                                         f"{variant}"))
-          for path in config_paths for variant in variants]
+  return [
+      SweepRun(
+          path,
+          variant,
+          os.path.join(workdir, f"{os.path.splitext(os.path.basename(path))[0]}_" f"{variant}"),
+      )
+      for path in config_paths
+      for variant in variants
+  ]
 
 
 def run_all(runs: list[SweepRun], overrides: list[str], log=print) -> list[SweepRun]:
@@ -96,18 +117,23 @@ def run_all(runs: list[SweepRun], overrides: list[str], log=print) -> list[Sweep
     log(f"{prefix} running in {run.workdir} ...")
     started = time.time()
     with open(os.path.join(run.workdir, "run.log"), "a") as output:
-      done = subprocess.run(run.command(overrides), cwd=ROOT, stdout=output,
-                            stderr=subprocess.STDOUT, check=False)
+      done = subprocess.run(
+          run.command(overrides), cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, check=False
+      )
     seconds = time.time() - started
     if done.returncode != 0 or not os.path.exists(run.results_path):
       failed.append(run)
-      log(f"{prefix} FAILED (exit {done.returncode}, {seconds:.0f} s); last lines of "
-          f"{run.workdir}/run.log:\n{_tail(os.path.join(run.workdir, 'run.log'))}")
+      log(
+          f"{prefix} FAILED (exit {done.returncode}, {seconds:.0f} s); last lines of "
+          f"{run.workdir}/run.log:\n{_tail(os.path.join(run.workdir, 'run.log'))}"
+      )
       continue
     with open(run.results_path) as f:
       vibe = json.load(f)["vibe"]
-    log(f"{prefix} done in {seconds:.0f} s: VIBE " +
-        ", ".join(f"{m.upper()} {100 * vibe[m]:.1f}" for m in METRICS))
+    log(
+        f"{prefix} done in {seconds:.0f} s: VIBE "
+        + ", ".join(f"{m.upper()} {100 * vibe[m]:.1f}" for m in METRICS)
+    )
   return failed
 
 
@@ -123,9 +149,14 @@ def sweep_table(runs: list[SweepRun], variants: list[str]) -> tuple[list[str], l
   from the first variant whose run finished; a variant whose own baseline differs (e.g. a
   Leiden-filtered one) is listed by `baseline_notes`.
   """
-  header = ["config", "dataset", "attack", "label_mode",
-            *(f"baseline_{m}" for m in METRICS),
-            *(f"{variant}_{m}" for variant in variants for m in METRICS)]
+  header = [
+      "config",
+      "dataset",
+      "attack",
+      "label_mode",
+      *(f"baseline_{m}" for m in METRICS),
+      *(f"{variant}_{m}" for variant in variants for m in METRICS),
+  ]
   rows = []
   for name in dict.fromkeys(run.name for run in runs):
     row = {"config": name}
@@ -153,9 +184,11 @@ def baseline_notes(runs: list[SweepRun]) -> list[str]:
     baseline = tuple(results["baseline"][m] for m in METRICS)
     reference = shown.setdefault(run.name, (run.variant, baseline))
     if reference[1] != baseline:
-      notes.append(f"{run.name}: the baseline of variant {run.variant} (" + ", ".join(
-          f"{m.upper()} {100 * v:.2f}" for m, v in zip(METRICS, baseline)) +
-          f") differs from the one shown (variant {reference[0]}).")
+      notes.append(
+          f"{run.name}: the baseline of variant {run.variant} ("
+          + ", ".join(f"{m.upper()} {100 * v:.2f}" for m, v in zip(METRICS, baseline))
+          + f") differs from the one shown (variant {reference[0]})."
+      )
   return notes
 
 
@@ -183,19 +216,24 @@ def write_tables(runs: list[SweepRun], variants: list[str], workdir: str) -> tup
     writer.writerow(header)
     writer.writerows([["" if value is None else value for value in row] for row in rows])
   models = ["baseline", *(f"VIBE ({variant})" for variant in variants)]
-  lines = ["ACC / ASR / RA in percent: clean test accuracy, attack success rate and robust "
-           "accuracy on the triggered test set. One row per config; `-`: run missing or "
-           "failed.", "",
-           "| config | attack | " + " | ".join(f"{model} {m.upper()}" for model in models
-                                                for m in METRICS) + " |",
-           "|---|---|" + "---|" * (len(models) * len(METRICS))]
+  lines = [
+      "ACC / ASR / RA in percent: clean test accuracy, attack success rate and robust "
+      "accuracy on the triggered test set. One row per config; `-`: run missing or "
+      "failed.",
+      "",
+      "| config | attack | "
+      + " | ".join(f"{model} {m.upper()}" for model in models for m in METRICS)
+      + " |",
+      "|---|---|" + "---|" * (len(models) * len(METRICS)),
+  ]
   for row in rows:
     values = dict(zip(header, row))
     attack = values["attack"] or "-"
     if values["label_mode"] and values["label_mode"] != "all_to_one":
       attack += f" ({values['label_mode']})"
-    cells = ["-" if values[column] is None else f"{100 * values[column]:.2f}"
-             for column in header[4:]]
+    cells = [
+        "-" if values[column] is None else f"{100 * values[column]:.2f}" for column in header[4:]
+    ]
     lines.append(f"| {values['config']} | {attack} | " + " | ".join(cells) + " |")
   notes = baseline_notes(runs)
   if notes:
@@ -207,14 +245,21 @@ def write_tables(runs: list[SweepRun], variants: list[str], workdir: str) -> tup
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      prog="python -m vibe_jax.sweep", description=__doc__.split("\n\n")[0],
-      formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--configs", required=True, nargs="+",
-                      help="config files or glob patterns (quote them), e.g. 'configs/digits_*.py'")
+      prog="python -m vibe_jax.sweep",
+      description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  parser.add_argument(
+      "--configs",
+      required=True,
+      nargs="+",
+      help="config files or glob patterns (quote them), e.g. 'configs/digits_*.py'",
+  )
   parser.add_argument("--variants", default="a", help="comma-separated variants, e.g. a,f")
   parser.add_argument("--workdir", required=True, help="the sweep's directory")
-  parser.add_argument("--overrides", default="",
-                      help="flags passed to every run, e.g. '--config.train.steps=100'")
+  parser.add_argument(
+      "--overrides", default="", help="flags passed to every run, e.g. '--config.train.steps=100'"
+  )
   args = parser.parse_args(argv)
   variants = [v.strip() for v in args.variants.split(",") if v.strip()]
   overrides = shlex.split(args.overrides)
@@ -228,8 +273,11 @@ def main(argv: list[str] | None = None) -> int:
   except (ValueError, FileNotFoundError) as error:
     parser.error(str(error))
   os.makedirs(args.workdir, exist_ok=True)
-  print(f"Sweep: {len(runs)} runs ({len(runs) // len(variants)} configs x variants "
-        f"{','.join(variants)}) in {args.workdir}", flush=True)
+  print(
+      f"Sweep: {len(runs)} runs ({len(runs) // len(variants)} configs x variants "
+      f"{','.join(variants)}) in {args.workdir}",
+      flush=True,
+  )
   failed = run_all(runs, overrides, log=lambda line: print(line, flush=True))
   md_path, csv_path = write_tables(runs, variants, args.workdir)
   with open(md_path) as f:

@@ -26,6 +26,7 @@ def main(workdir, overrides):
     node[last] = type(node[last])(value) if not isinstance(node[last], bool) else value == "True"
   results = run.train_and_evaluate(config, workdir)
   import jax
+
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "log.jsonl")) as f:
       records = [json.loads(line) for line in f]

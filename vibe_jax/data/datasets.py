@@ -19,6 +19,7 @@ from vibe_jax.registry import Registry
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """A labelled train/test split; images uint8 (N, H, W, 3), labels int32 (N,)."""
+
   name: str
   train_images: np.ndarray
   train_labels: np.ndarray
@@ -41,8 +42,10 @@ def load_dataset(name: str, data_dir: str | None = None, seed: int = 0, **option
   known = set(inspect.signature(loader).parameters) - {"data_dir", "seed"}
   unknown = sorted(set(options) - known)
   if unknown:
-    raise ValueError(f"dataset.options {unknown} are not options of data set {name!r}; it "
-                     f"takes {sorted(known) or 'none'}.")
+    raise ValueError(
+        f"dataset.options {unknown} are not options of data set {name!r}; it "
+        f"takes {sorted(known) or 'none'}."
+    )
   return loader(data_dir=data_dir, seed=seed, **options)
 
 
@@ -58,8 +61,9 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
 
 
 @DATASETS.register("digits")
-def load_digits(data_dir: str | None = None, seed: int = 0, size: int = 32,
-                test_fraction: float = 0.3) -> Dataset:
+def load_digits(
+    data_dir: str | None = None, seed: int = 0, size: int = 32, test_fraction: float = 0.3
+) -> Dataset:
   """scikit-learn's bundled 8x8 digits, resized to size x size RGB uint8.
 
   Ships inside scikit-learn, so the demo needs no download. The split is stratified and
@@ -67,10 +71,12 @@ def load_digits(data_dir: str | None = None, seed: int = 0, size: int = 32,
   """
   del data_dir  # Embedded: nothing to read from disk.
   from sklearn.datasets import load_digits as sklearn_digits
+
   bunch = sklearn_digits()
   small = (bunch.images / 16.0 * 255.0).clip(0, 255).astype(np.uint8)  # (1797, 8, 8)
-  resized = np.stack([
-      np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR)) for img in small])
+  resized = np.stack(
+      [np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR)) for img in small]
+  )
   images = np.repeat(resized[..., None], 3, axis=-1)
   labels = bunch.target.astype(np.int32)
   train, test = _stratified_split(labels, test_fraction, seed)
@@ -78,31 +84,42 @@ def load_digits(data_dir: str | None = None, seed: int = 0, size: int = 32,
 
 
 _TFDS_PREPARE_HINT = (
-    "Prepare it once on a machine with internet access, e.g. `python -c \"import "
+    'Prepare it once on a machine with internet access, e.g. `python -c "import '
     "tensorflow_datasets as tfds; tfds.data_source('{name}', data_dir='{data_dir}', "
-    "download=True)\"` (or `tfds build {name} --data_dir={data_dir} "
-    "--file_format=array_record`), then point config field dataset.data_dir at that directory.")
+    'download=True)"` (or `tfds build {name} --data_dir={data_dir} '
+    "--file_format=array_record`), then point config field dataset.data_dir at that directory."
+)
 
 
-def _load_tfds(name: str, data_dir: str | None, num_classes: int,
-               splits: tuple[str, str] = ("train", "test"), image_size: int | None = None,
-               hint: str = _TFDS_PREPARE_HINT) -> Dataset:
+def _load_tfds(
+    name: str,
+    data_dir: str | None,
+    num_classes: int,
+    splits: tuple[str, str] = ("train", "test"),
+    image_size: int | None = None,
+    hint: str = _TFDS_PREPARE_HINT,
+) -> Dataset:
   """Reads a tfds data set already prepared in array_record format; never downloads.
 
   `splits` name the (train, test) splits; `image_size` resizes every image to that square
   size (for data sets whose images differ in size)."""
   import tensorflow_datasets as tfds
+
   if not data_dir:
-    raise ValueError(f"Data set {name!r} needs config field dataset.data_dir. "
-                     + hint.format(name=name, data_dir="DIR"))
+    raise ValueError(
+        f"Data set {name!r} needs config field dataset.data_dir. "
+        + hint.format(name=name, data_dir="DIR")
+    )
   data_dir = os.path.expanduser(data_dir)
   try:
-    sources = [tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-               for split in splits]
+    sources = [
+        tfds.data_source(name, split=split, data_dir=data_dir, download=False) for split in splits
+    ]
   except Exception as error:  # tfds raises several types for a missing/partial data set.
     raise FileNotFoundError(
         f"Could not open {name!r} in dataset.data_dir={data_dir!r} ({error}). "
-        + hint.format(name=name, data_dir=data_dir)) from error
+        + hint.format(name=name, data_dir=data_dir)
+    ) from error
   arrays = []
   for source in sources:
     records = _read_all(source)
@@ -147,12 +164,12 @@ _IMAGENET_HINT = (
     "ImageNet-1k cannot be downloaded automatically: get ILSVRC2012_img_train.tar and "
     "ILSVRC2012_img_val.tar from image-net.org, then `tfds build imagenet2012 "
     "--manual_dir=TARS_DIR --data_dir={data_dir} --file_format=array_record` and point "
-    "config field dataset.data_dir at that data_dir.")
+    "config field dataset.data_dir at that data_dir."
+)
 
 
 @DATASETS.register("imagenet1k")
-def load_imagenet1k(data_dir: str | None = None, seed: int = 0,
-                    image_size: int = 224) -> Dataset:
+def load_imagenet1k(data_dir: str | None = None, seed: int = 0, image_size: int = 224) -> Dataset:
   """tfds 'imagenet2012' (train / validation), every image resized to image_size squared.
 
   Like the reference (torchvision Resize((224, 224)) before poisoning), images are stored
@@ -161,20 +178,29 @@ def load_imagenet1k(data_dir: str | None = None, seed: int = 0,
   193 GB; use a smaller dataset.options.image_size for experiments that fit in RAM.
   """
   del seed
-  return _load_tfds("imagenet2012", data_dir, 1000, splits=("train", "validation"),
-                    image_size=image_size, hint=_IMAGENET_HINT)
+  return _load_tfds(
+      "imagenet2012",
+      data_dir,
+      1000,
+      splits=("train", "validation"),
+      image_size=image_size,
+      hint=_IMAGENET_HINT,
+  )
 
 
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def _image_folder_split(root: str, classes: list[str] | None) -> tuple[list[str], list[str],
-                                                                       np.ndarray]:
+def _image_folder_split(
+    root: str, classes: list[str] | None
+) -> tuple[list[str], list[str], np.ndarray]:
   """(class names, file paths, labels) of root/<class>/<image> (ImageFolder order)."""
   found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
   if classes is not None and found != classes:
-    raise ValueError(f"{root} has classes {found[:5]}... that differ from the training "
-                     f"set's {classes[:5]}...; both splits need the same class folders.")
+    raise ValueError(
+        f"{root} has classes {found[:5]}... that differ from the training "
+        f"set's {classes[:5]}...; both splits need the same class folders."
+    )
   paths, labels = [], []
   for label, name in enumerate(found):
     folder = os.path.join(root, name)
@@ -192,8 +218,9 @@ def _read_resized(path: str, size: int) -> np.ndarray:
 
 
 @DATASETS.register("imagenet30")
-def load_imagenet30(data_dir: str | None = None, seed: int = 0, image_size: int = 224,
-                    num_threads: int = 8) -> Dataset:
+def load_imagenet30(
+    data_dir: str | None = None, seed: int = 0, image_size: int = 224, num_threads: int = 8
+) -> Dataset:
   """ImageNet-30 (the VIBE reference's subset) from data_dir/train/<class>/ and
   data_dir/test/<class>/; classes in sorted order, as torchvision's ImageFolder.
 
@@ -203,19 +230,22 @@ def load_imagenet30(data_dir: str | None = None, seed: int = 0, image_size: int 
   """
   del seed
   if not data_dir:
-    raise ValueError("Data set 'imagenet30' needs config field dataset.data_dir: a folder "
-                     "with train/<class>/*.jpg and test/<class>/*.jpg (the reference's "
-                     "imagenet_subset tarball, unpacked).")
+    raise ValueError(
+        "Data set 'imagenet30' needs config field dataset.data_dir: a folder "
+        "with train/<class>/*.jpg and test/<class>/*.jpg (the reference's "
+        "imagenet_subset tarball, unpacked)."
+    )
   data_dir = os.path.expanduser(data_dir)
   splits = {split: os.path.join(data_dir, split) for split in ("train", "test")}
   for split, root in splits.items():
     if not os.path.isdir(root):
-      raise FileNotFoundError(f"dataset.data_dir={data_dir!r} has no {split}/ folder; expected "
-                              f"{split}/<class>/<image> for both train and test.")
+      raise FileNotFoundError(
+          f"dataset.data_dir={data_dir!r} has no {split}/ folder; expected "
+          f"{split}/<class>/<image> for both train and test."
+      )
   classes, train_paths, train_labels = _image_folder_split(splits["train"], None)
   _, test_paths, test_labels = _image_folder_split(splits["test"], classes)
   with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
     read = lambda paths: np.stack(list(pool.map(lambda p: _read_resized(p, image_size), paths)))
     train_images, test_images = read(train_paths), read(test_paths)
-  return Dataset("imagenet30", train_images, train_labels, test_images, test_labels,
-                 len(classes))
+  return Dataset("imagenet30", train_images, train_labels, test_images, test_labels, len(classes))

@@ -33,6 +33,7 @@ _ARRAY_SUFFIXES = (".npy", "", ".pt")
 @dataclasses.dataclass(frozen=True)
 class PrePoisonedTrain:
   """A poisoned training set as stored: images, given labels, who was poisoned."""
+
   images: np.ndarray
   labels: np.ndarray
   poison_indices: np.ndarray
@@ -42,6 +43,7 @@ class PrePoisonedTrain:
 @dataclasses.dataclass(frozen=True)
 class PrePoisonedTest:
   """Triggered test images; either label array may be missing from the file."""
+
   images: np.ndarray
   attacker_labels: np.ndarray | None
   true_labels: np.ndarray | None
@@ -54,8 +56,10 @@ def load_train(path: str) -> PrePoisonedTrain:
     return _read_folder_train(path)
   if path.endswith(".npz") and os.path.isfile(path):
     return _read_npz_train(path)
-  raise FileNotFoundError(f"attack.params.train_file={path!r} is neither an .npz file nor a "
-                          "folder with imgs/ (or data/), labels and poison_indices.")
+  raise FileNotFoundError(
+      f"attack.params.train_file={path!r} is neither an .npz file nor a "
+      "folder with imgs/ (or data/), labels and poison_indices."
+  )
 
 
 def load_test(path: str) -> PrePoisonedTest:
@@ -66,17 +70,22 @@ def load_test(path: str) -> PrePoisonedTest:
   if path.endswith(".npz") and os.path.isfile(path):
     with np.load(path) as npz:
       _require(npz, ("data", "labels"), path)
-      return PrePoisonedTest(_images(npz["data"], path), _labels(npz["labels"], path),
-                             _labels(npz["true_labels"], path) if "true_labels" in npz else None)
-  raise FileNotFoundError(f"attack.params.test_file={path!r} is neither an .npz file nor a "
-                          "folder of <i>.png images.")
+      return PrePoisonedTest(
+          _images(npz["data"], path),
+          _labels(npz["labels"], path),
+          _labels(npz["true_labels"], path) if "true_labels" in npz else None,
+      )
+  raise FileNotFoundError(
+      f"attack.params.test_file={path!r} is neither an .npz file nor a " "folder of <i>.png images."
+  )
 
 
 def poison_indices_from(stored: np.ndarray, num_samples: int, where: str) -> np.ndarray:
   """Sorted indices from either a boolean/0-1 mask of length N or an index array."""
   stored = np.asarray(stored).reshape(-1)
   is_mask = stored.dtype == bool or (
-      len(stored) == num_samples > 2 and np.isin(stored, (0, 1)).all())
+      len(stored) == num_samples > 2 and np.isin(stored, (0, 1)).all()
+  )
   indices = np.flatnonzero(stored) if is_mask else stored.astype(np.int64)
   if len(indices) and (indices.min() < 0 or indices.max() >= num_samples):
     raise ValueError(f"{where}: poison indices must lie in [0, {num_samples}).")
@@ -100,8 +109,10 @@ def _images(data: np.ndarray, where: str) -> np.ndarray:
     raise ValueError(f"{where}: images must be (N, H, W, 3), got {data.shape}.")
   if data.dtype != np.uint8:
     if data.min() < 0 or data.max() > 255:
-      raise ValueError(f"{where}: images must be uint8 0..255, got {data.dtype} in "
-                       f"[{data.min()}, {data.max()}].")
+      raise ValueError(
+          f"{where}: images must be uint8 0..255, got {data.dtype} in "
+          f"[{data.min()}, {data.max()}]."
+      )
     data = np.round(data).astype(np.uint8)
   return data
 
@@ -137,9 +148,11 @@ def read_array(stem: str, required: bool = True) -> np.ndarray | None:
     try:
       import torch
     except ImportError as error:
-      raise ImportError(f"{path} is a torch.save file and torch is not installed; install "
-                        "torch (requirements-dev.txt) or save it with np.save as "
-                        f"{stem}.npy.") from error
+      raise ImportError(
+          f"{path} is a torch.save file and torch is not installed; install "
+          "torch (requirements-dev.txt) or save it with np.save as "
+          f"{stem}.npy."
+      ) from error
     value = torch.load(path, map_location="cpu", weights_only=True)
     return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
   if required:
@@ -177,8 +190,11 @@ def _read_folder_train(path: str) -> PrePoisonedTrain:
   labels = _labels(read_array(os.path.join(path, "labels")), path)
   if len(images) != len(labels):
     raise ValueError(f"{path}: {len(images)} images but {len(labels)} labels.")
-  poisoned = poison_indices_from(read_array(os.path.join(path, "poison_indices")),
-                                 len(labels), os.path.join(path, "poison_indices"))
+  poisoned = poison_indices_from(
+      read_array(os.path.join(path, "poison_indices")),
+      len(labels),
+      os.path.join(path, "poison_indices"),
+  )
   cover = read_array(os.path.join(path, "cover_indices"), required=False)
   if cover is not None:
     cover = poison_indices_from(cover, len(labels), os.path.join(path, "cover_indices"))
@@ -189,5 +205,8 @@ def _read_folder_test(path: str) -> PrePoisonedTest:
   images = read_png_folder(_image_folder(path, allow_flat=True))
   attacker = read_array(os.path.join(path, "labels"), required=False)
   true = read_array(os.path.join(path, "true_labels"), required=False)
-  return PrePoisonedTest(images, None if attacker is None else _labels(attacker, path),
-                         None if true is None else _labels(true, path))
+  return PrePoisonedTest(
+      images,
+      None if attacker is None else _labels(attacker, path),
+      None if true is None else _labels(true, path),
+  )

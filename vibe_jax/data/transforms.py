@@ -56,14 +56,21 @@ def random_crop(key: jax.Array, images: jax.Array, size: int, padding: int) -> j
   return jax.vmap(cut)(padded, rows, cols)
 
 
-def _crop_box(key: jax.Array, height: int, width: int, scale: tuple[float, float],
-              ratio: tuple[float, float], attempts: int = 10):
+def _crop_box(
+    key: jax.Array,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    attempts: int = 10,
+):
   """torchvision RandomResizedCrop.get_params for one image: (top, left, h, w) floats."""
   area = height * width
   keys = jax.random.split(key, 4)
   target_area = area * jax.random.uniform(keys[0], (attempts,), minval=scale[0], maxval=scale[1])
-  log_ratio = jax.random.uniform(keys[1], (attempts,), minval=math.log(ratio[0]),
-                                 maxval=math.log(ratio[1]))
+  log_ratio = jax.random.uniform(
+      keys[1], (attempts,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])
+  )
   aspect = jnp.exp(log_ratio)
   w = jnp.round(jnp.sqrt(target_area * aspect))
   h = jnp.round(jnp.sqrt(target_area / aspect))
@@ -79,16 +86,22 @@ def _crop_box(key: jax.Array, height: int, width: int, scale: tuple[float, float
     fallback_w, fallback_h = width, height
   h = jnp.where(ok.any(), h[first], fallback_h)
   w = jnp.where(ok.any(), w[first], fallback_w)
-  top = jnp.where(ok.any(), jnp.floor(jax.random.uniform(keys[2]) * (height - h + 1)),
-                  (height - h) // 2)
-  left = jnp.where(ok.any(), jnp.floor(jax.random.uniform(keys[3]) * (width - w + 1)),
-                   (width - w) // 2)
+  top = jnp.where(
+      ok.any(), jnp.floor(jax.random.uniform(keys[2]) * (height - h + 1)), (height - h) // 2
+  )
+  left = jnp.where(
+      ok.any(), jnp.floor(jax.random.uniform(keys[3]) * (width - w + 1)), (width - w) // 2
+  )
   return top, left, h, w
 
 
-def random_resized_crop(key: jax.Array, images: jax.Array, size: int,
-                        scale: tuple[float, float] = (0.08, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> jax.Array:
+def random_resized_crop(
+    key: jax.Array,
+    images: jax.Array,
+    size: int,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> jax.Array:
   """A random box per image (area fraction `scale`, aspect `ratio`, torchvision's rule),
   resized bilinearly (antialiased) to size x size; float32 on the input's scale."""
   height, width = images.shape[1:3]
@@ -97,8 +110,14 @@ def random_resized_crop(key: jax.Array, images: jax.Array, size: int,
     top, left, h, w = _crop_box(key, height, width, scale, ratio)
     factor = jnp.stack([size / h, size / w])
     return jax.image.scale_and_translate(
-        image.astype(jnp.float32), (size, size, image.shape[-1]), (0, 1), factor,
-        -jnp.stack([top, left]) * factor, method="linear", antialias=True)
+        image.astype(jnp.float32),
+        (size, size, image.shape[-1]),
+        (0, 1),
+        factor,
+        -jnp.stack([top, left]) * factor,
+        method="linear",
+        antialias=True,
+    )
 
   return jax.vmap(one)(jax.random.split(key, images.shape[0]), images)
 
@@ -113,15 +132,17 @@ def resize_center_crop(images: jax.Array, resize: int, crop: int) -> jax.Array:
     new_h, new_w = int(resize * height / width), resize
   if crop > min(new_h, new_w):
     raise ValueError(f"centre crop {crop} exceeds the resized {new_h}x{new_w} images.")
-  resized = jax.image.resize(images.astype(jnp.float32),
-                             (images.shape[0], new_h, new_w, images.shape[-1]), "linear")
+  resized = jax.image.resize(
+      images.astype(jnp.float32), (images.shape[0], new_h, new_w, images.shape[-1]), "linear"
+  )
   top, left = int(round((new_h - crop) / 2)), int(round((new_w - crop) / 2))
-  return resized[:, top:top + crop, left:left + crop]
+  return resized[:, top : top + crop, left : left + crop]
 
 
 @dataclasses.dataclass(frozen=True)
 class Pipeline:
   """A data set's normalisation and its train (key, images) / eval (images) transforms."""
+
   description: str
   mean: tuple[float, ...]
   std: tuple[float, ...]
@@ -133,19 +154,30 @@ def _cifar(mean, std) -> Pipeline:
   def train(key, images):
     crop_key, flip_key = jax.random.split(key)
     return normalize(random_flip(flip_key, random_crop(crop_key, images, 32, 4)), mean, std)
-  return Pipeline("random crop 32 (zero padding 4) + horizontal flip; eval: none",
-                  mean, std, train, lambda images: normalize(images, mean, std))
+
+  return Pipeline(
+      "random crop 32 (zero padding 4) + horizontal flip; eval: none",
+      mean,
+      std,
+      train,
+      lambda images: normalize(images, mean, std),
+  )
 
 
 def _imagenet() -> Pipeline:
   mean, std = IMAGENET_MEAN, IMAGENET_STD
+
   def train(key, images):
     crop_key, flip_key = jax.random.split(key)
-    return normalize(random_flip(flip_key, random_resized_crop(crop_key, images, 224)),
-                     mean, std)
-  return Pipeline("random-resized-crop 224 + horizontal flip; eval: resize 256 + centre "
-                  "crop 224", mean, std, train,
-                  lambda images: normalize(resize_center_crop(images, 256, 224), mean, std))
+    return normalize(random_flip(flip_key, random_resized_crop(crop_key, images, 224)), mean, std)
+
+  return Pipeline(
+      "random-resized-crop 224 + horizontal flip; eval: resize 256 + centre " "crop 224",
+      mean,
+      std,
+      train,
+      lambda images: normalize(resize_center_crop(images, 256, 224), mean, std),
+  )
 
 
 PIPELINES: Registry[Pipeline] = Registry("input pipeline")

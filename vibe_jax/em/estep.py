@@ -28,12 +28,21 @@ class SinkhornResult(NamedTuple):
   marginal_error: jax.Array
 
 
-@functools.partial(jax.jit, static_argnames=("threshold", "max_iterations", "fixed_iterations",
-                                             "adaptive_momentum"))
-def sinkhorn_pseudo_labels(ln_p: jax.Array, prior: jax.Array, lam: float | jax.Array = 25.0,
-                           *, valid: jax.Array | None = None, threshold: float = 1e-4,
-                           max_iterations: int = 10_001, fixed_iterations: bool = False,
-                           adaptive_momentum: bool = True) -> tuple[jax.Array, SinkhornResult]:
+@functools.partial(
+    jax.jit,
+    static_argnames=("threshold", "max_iterations", "fixed_iterations", "adaptive_momentum"),
+)
+def sinkhorn_pseudo_labels(
+    ln_p: jax.Array,
+    prior: jax.Array,
+    lam: float | jax.Array = 25.0,
+    *,
+    valid: jax.Array | None = None,
+    threshold: float = 1e-4,
+    max_iterations: int = 10_001,
+    fixed_iterations: bool = False,
+    adaptive_momentum: bool = True,
+) -> tuple[jax.Array, SinkhornResult]:
   """Pseudo-labels (N,) int32 from ln P (N, C) and the class prior (C,), plus solver stats.
 
   `fixed_iterations=True` reproduces the reference exactly: 10,001 plain iterations, no
@@ -51,13 +60,17 @@ def sinkhorn_pseudo_labels(ln_p: jax.Array, prior: jax.Array, lam: float | jax.A
   weights = jnp.ones((num_samples,)) if valid is None else valid.astype(jnp.float32)
   problem = linear_problem.LinearProblem(geom, a=weights / weights.sum(), b=prior / prior.sum())
   if fixed_iterations:
-    solver = sinkhorn.Sinkhorn(threshold=-1.0, inner_iterations=1,
-                               min_iterations=REFERENCE_FIXED_ITERATIONS,
-                               max_iterations=REFERENCE_FIXED_ITERATIONS)
+    solver = sinkhorn.Sinkhorn(
+        threshold=-1.0,
+        inner_iterations=1,
+        min_iterations=REFERENCE_FIXED_ITERATIONS,
+        max_iterations=REFERENCE_FIXED_ITERATIONS,
+    )
   else:
     momentum = acceleration.Momentum(start=50) if adaptive_momentum else None
-    solver = sinkhorn.Sinkhorn(threshold=threshold, max_iterations=max_iterations,
-                               momentum=momentum)
+    solver = sinkhorn.Sinkhorn(
+        threshold=threshold, max_iterations=max_iterations, momentum=momentum
+    )
   out = solver(problem)
   labels = jnp.argmax(ln_p + out.g[None, :], axis=1).astype(jnp.int32)
   # ott records -1 for iterations it did not run; the smallest recorded error is the last.

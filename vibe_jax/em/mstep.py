@@ -28,16 +28,22 @@ def param_group(path: tuple, train_mu_y: bool = True) -> str:
   return "default"
 
 
-def make_optimizer(train: ml_collections.ConfigDict, params: nnx.State,
-                   train_mu_y: bool = True) -> optax.GradientTransformation:
+def make_optimizer(
+    train: ml_collections.ConfigDict, params: nnx.State, train_mu_y: bool = True
+) -> optax.GradientTransformation:
   """SGD with momentum and (PyTorch-style, coupled) weight decay; the prior has its own lr."""
+
   def sgd(learning_rate: float) -> optax.GradientTransformation:
-    return optax.chain(optax.add_decayed_weights(train.weight_decay),
-                       optax.sgd(learning_rate, momentum=train.momentum or None))
+    return optax.chain(
+        optax.add_decayed_weights(train.weight_decay),
+        optax.sgd(learning_rate, momentum=train.momentum or None),
+    )
+
   labels = jax.tree_util.tree_map_with_path(lambda path, _: param_group(path, train_mu_y), params)
   return optax.multi_transform(
       {"default": sgd(train.lr), "prior": sgd(train.prior_lr), "frozen": optax.set_to_zero()},
-      labels)
+      labels,
+  )
 
 
 def learning_rates(train: ml_collections.ConfigDict, train_mu_y: bool = True) -> dict[str, float]:
@@ -58,8 +64,13 @@ def batch_indices(key: jax.Array, step: jax.Array, num_samples: int, batch_size:
   return jax.lax.dynamic_slice(permutation, (position * batch_size,), (batch_size,))
 
 
-def objective_loss(model: nnx.Module, inputs: jax.Array, given_labels: jax.Array,
-                   pseudo_labels: jax.Array, objective: str) -> jax.Array:
+def objective_loss(
+    model: nnx.Module,
+    inputs: jax.Array,
+    given_labels: jax.Array,
+    pseudo_labels: jax.Array,
+    objective: str,
+) -> jax.Array:
   """Mean -ln P[i, l_i] (VIBE) or mean -ln p(l = y_i | x_i) (undefended baseline)."""
   features = model.features(inputs, train=True)
   if objective == "vibe":
@@ -69,12 +80,35 @@ def objective_loss(model: nnx.Module, inputs: jax.Array, given_labels: jax.Array
   return -jnp.mean(jnp.take_along_axis(scores, targets[:, None], axis=1))
 
 
-_STATIC = ("graphdef", "optimizer", "objective", "batch_size", "num_samples", "augment",
-           "batch_sharding")
+_STATIC = (
+    "graphdef",
+    "optimizer",
+    "objective",
+    "batch_size",
+    "num_samples",
+    "augment",
+    "batch_sharding",
+)
 
 
-def _one_step(params, rest, opt_state, step, *, graphdef, inputs, given_labels, pseudo_labels,
-              key, optimizer, objective, batch_size, num_samples, augment, batch_sharding):
+def _one_step(
+    params,
+    rest,
+    opt_state,
+    step,
+    *,
+    graphdef,
+    inputs,
+    given_labels,
+    pseudo_labels,
+    key,
+    optimizer,
+    objective,
+    batch_size,
+    num_samples,
+    augment,
+    batch_sharding,
+):
   """One M-step on mini-batch `step`; batches and augmentations are pure in (key, step)."""
   indices = batch_indices(key, step, num_samples, batch_size)
   batch = inputs[indices]
@@ -87,8 +121,7 @@ def _one_step(params, rest, opt_state, step, *, graphdef, inputs, given_labels, 
   def loss_fn(params, rest):
     # copy=True: fresh Variables in this trace, so BatchNorm may update its statistics.
     model = nnx.merge(graphdef, params, rest, copy=True)
-    loss = objective_loss(model, batch, given_labels[indices], pseudo_labels[indices],
-                          objective)
+    loss = objective_loss(model, batch, given_labels[indices], pseudo_labels[indices], objective)
     return loss, nnx.state(model, nnx.Not(nnx.Param))
 
   (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
@@ -96,27 +129,46 @@ def _one_step(params, rest, opt_state, step, *, graphdef, inputs, given_labels, 
   return optax.apply_updates(params, updates), rest, opt_state, loss
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC, donate_argnames=("params", "rest", "opt_state"))
+@functools.partial(
+    jax.jit, static_argnames=_STATIC, donate_argnames=("params", "rest", "opt_state")
+)
 def _steps_on_device(params, rest, opt_state, first_step, num_steps, **kwargs):
   def body(i, carry):
     params, rest, opt_state, loss_sum = carry
     params, rest, opt_state, loss = _one_step(params, rest, opt_state, first_step + i, **kwargs)
     return params, rest, opt_state, loss_sum + loss
+
   params, rest, opt_state, loss_sum = jax.lax.fori_loop(
-      0, num_steps, body, (params, rest, opt_state, jnp.zeros((), jnp.float32)))
+      0, num_steps, body, (params, rest, opt_state, jnp.zeros((), jnp.float32))
+  )
   return params, rest, opt_state, loss_sum / jnp.maximum(num_steps, 1)
 
 
-_step_jit = jax.jit(_one_step, static_argnames=_STATIC,
-                    donate_argnames=("params", "rest", "opt_state"))
+_step_jit = jax.jit(
+    _one_step, static_argnames=_STATIC, donate_argnames=("params", "rest", "opt_state")
+)
 
 
-def train_steps(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State,
-                opt_state: optax.OptState, *, inputs: jax.Array, given_labels: jax.Array,
-                pseudo_labels: jax.Array, key: jax.Array, first_step: int, num_steps: int,
-                optimizer: optax.GradientTransformation, objective: str, batch_size: int,
-                num_samples: int | None = None, augment: Callable | None = None,
-                batch_sharding: jax.sharding.Sharding | None = None, device_loop: bool = True):
+def train_steps(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    rest: nnx.State,
+    opt_state: optax.OptState,
+    *,
+    inputs: jax.Array,
+    given_labels: jax.Array,
+    pseudo_labels: jax.Array,
+    key: jax.Array,
+    first_step: int,
+    num_steps: int,
+    optimizer: optax.GradientTransformation,
+    objective: str,
+    batch_size: int,
+    num_samples: int | None = None,
+    augment: Callable | None = None,
+    batch_sharding: jax.sharding.Sharding | None = None,
+    device_loop: bool = True,
+):
   """Runs `num_steps` M-steps from `first_step`; returns the new state and the mean loss.
 
   Batches are drawn from the first `num_samples` rows (the rest is padding that makes N
@@ -125,17 +177,25 @@ def train_steps(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State,
   lengths do not recompile); without it, one compiled call per step, which XLA:CPU runs
   about 5x faster for convolutional backbones than the same step inside a while loop.
   """
-  kwargs = dict(graphdef=graphdef, inputs=inputs, given_labels=given_labels,
-                pseudo_labels=pseudo_labels, key=key, optimizer=optimizer, objective=objective,
-                batch_size=batch_size,
-                num_samples=inputs.shape[0] if num_samples is None else num_samples,
-                augment=augment, batch_sharding=batch_sharding)
+  kwargs = dict(
+      graphdef=graphdef,
+      inputs=inputs,
+      given_labels=given_labels,
+      pseudo_labels=pseudo_labels,
+      key=key,
+      optimizer=optimizer,
+      objective=objective,
+      batch_size=batch_size,
+      num_samples=inputs.shape[0] if num_samples is None else num_samples,
+      augment=augment,
+      batch_sharding=batch_sharding,
+  )
   if device_loop:
-    return _steps_on_device(params, rest, opt_state, jnp.asarray(first_step),
-                            jnp.asarray(num_steps), **kwargs)
+    return _steps_on_device(
+        params, rest, opt_state, jnp.asarray(first_step), jnp.asarray(num_steps), **kwargs
+    )
   losses = []
   for step in range(first_step, first_step + num_steps):
-    params, rest, opt_state, loss = _step_jit(params, rest, opt_state, jnp.asarray(step),
-                                              **kwargs)
+    params, rest, opt_state, loss = _step_jit(params, rest, opt_state, jnp.asarray(step), **kwargs)
     losses.append(loss)
   return params, rest, opt_state, jnp.mean(jnp.stack(losses))

@@ -67,9 +67,7 @@ def centroid_outlier_scores(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarr
   return normalized, np.abs(normalized - mean_of_others)
 
 
-def flag_poison_cluster(
-    centroids: np.ndarray, delta: float
-) -> tuple[int | None, np.ndarray]:
+def flag_poison_cluster(centroids: np.ndarray, delta: float) -> tuple[int | None, np.ndarray]:
   """The most deviating cluster if its deviation exceeds ``delta``, else None.
 
   Only one cluster is ever flagged (the reference removes the single most deviating one).
@@ -129,7 +127,9 @@ def _scan_resolutions(
         break
   logging.info(
       "Leiden scan (resolution:clusters, target %d): %s; chose resolution %.3f.",
-      target_clusters, " ".join(scanned), best_resolution,
+      target_clusters,
+      " ".join(scanned),
+      best_resolution,
   )
   return best_labels, best_resolution
 
@@ -212,7 +212,11 @@ def leiden_poison_filter(
 
   logging.info(
       "Leiden filter: N=%d, D=%d, C=%d, k=%d, delta=%.3f.",
-      num_samples, features.shape[1], num_classes, num_neighbors, delta,
+      num_samples,
+      features.shape[1],
+      num_classes,
+      num_neighbors,
+      delta,
   )
   neighbors = exact_knn(
       features,
@@ -240,8 +244,11 @@ def leiden_poison_filter(
   )
   logging.info(
       "Leiden filter: resolution %.3f, %d clusters, max deviation %.3f -> %s.",
-      resolution, num_clusters, float(deviations.max()),
-      "nothing removed" if flagged_cluster is None
+      resolution,
+      num_clusters,
+      float(deviations.max()),
+      "nothing removed"
+      if flagged_cluster is None
       else f"cluster {flagged_cluster} removed ({num_samples - keep_mask.sum()} samples)",
   )
   return LeidenFilterResult(

@@ -26,13 +26,26 @@ def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
 class VibeHead(nnx.Module):
   """Prototypes mu_z (C, D), label prototypes mu_y (C, D) and prior logits pi (C)."""
 
-  def __init__(self, num_classes: int, feature_dim: int, *, kappa: float, nu: float,
-               prior_temperature: float, likelihood: str, rngs: nnx.Rngs,
-               mu_z: jax.Array | None = None, mu_y: jax.Array | None = None):
+  def __init__(
+      self,
+      num_classes: int,
+      feature_dim: int,
+      *,
+      kappa: float,
+      nu: float,
+      prior_temperature: float,
+      likelihood: str,
+      rngs: nnx.Rngs,
+      mu_z: jax.Array | None = None,
+      mu_y: jax.Array | None = None,
+  ):
     if likelihood not in LIKELIHOODS:
       raise ValueError(f"likelihood {likelihood!r} is not one of {LIKELIHOODS}.")
-    init = lambda given: (jnp.array(given, jnp.float32, copy=True) if given is not None else
-                          jax.random.normal(rngs.params(), (num_classes, feature_dim)))
+    init = lambda given: (
+        jnp.array(given, jnp.float32, copy=True)
+        if given is not None
+        else jax.random.normal(rngs.params(), (num_classes, feature_dim))
+    )
     self.mu_z = nnx.Param(init(mu_z))
     self.mu_y = nnx.Param(init(mu_y))
     self.prior_logits = nnx.Param(jax.random.normal(rngs.params(), (num_classes,)))
@@ -46,21 +59,22 @@ class VibeHead(nnx.Module):
 
   def ln_p_label_given_x(self, features: jax.Array) -> jax.Array:
     """(B, C) ln p(l | x); its argmax is the defended prediction."""
-    cosine = jnp.matmul(l2_normalize(features), l2_normalize(self.mu_z[...]).T,
-                        precision=_HIGHEST)
+    cosine = jnp.matmul(l2_normalize(features), l2_normalize(self.mu_z[...]).T, precision=_HIGHEST)
     return jax.nn.log_softmax(self.kappa * cosine + self.ln_prior(), axis=-1)
 
   def ln_p_given_label_given_label(self) -> jax.Array:
     """(C_y, C_l) ln p(y | l) of variant A, normalised over y (axis 0)."""
-    logits = self.nu * jnp.matmul(l2_normalize(self.mu_y[...]), l2_normalize(self.mu_z[...]).T,
-                                  precision=_HIGHEST)
+    logits = self.nu * jnp.matmul(
+        l2_normalize(self.mu_y[...]), l2_normalize(self.mu_z[...]).T, precision=_HIGHEST
+    )
     return jax.nn.log_softmax(logits, axis=0)
 
   def ln_p_given_label(self, features: jax.Array, given_labels: jax.Array) -> jax.Array:
     """(B, C_l) ln p(y_i | l [, x_i]) at each sample's given label y_i."""
     mu_y = l2_normalize(self.mu_y[...])
-    label_logits = self.nu * jnp.matmul(mu_y, l2_normalize(self.mu_z[...]).T,
-                                        precision=_HIGHEST)  # (C_y, C_l)
+    label_logits = self.nu * jnp.matmul(
+        mu_y, l2_normalize(self.mu_z[...]).T, precision=_HIGHEST
+    )  # (C_y, C_l)
     if self.likelihood == "a":
       return jax.nn.log_softmax(label_logits, axis=0)[given_labels]
     # Variant F: logits[i, y, l] = label_logits[y, l] + feature_logits[i, y], with
@@ -69,15 +83,28 @@ class VibeHead(nnx.Module):
     feature_logits = self.nu * jnp.matmul(features, mu_y.T, precision=_HIGHEST)  # (B, C_y)
     feature_max = jnp.max(feature_logits, axis=1, keepdims=True)
     label_max = jnp.max(label_logits, axis=0, keepdims=True)
-    log_normalizer = feature_max + label_max + jnp.log(jnp.matmul(
-        jnp.exp(feature_logits - feature_max), jnp.exp(label_logits - label_max),
-        precision=_HIGHEST))
-    given_logits = (label_logits[given_labels]
-                    + jnp.take_along_axis(feature_logits, given_labels[:, None], axis=1))
+    log_normalizer = (
+        feature_max
+        + label_max
+        + jnp.log(
+            jnp.matmul(
+                jnp.exp(feature_logits - feature_max),
+                jnp.exp(label_logits - label_max),
+                precision=_HIGHEST,
+            )
+        )
+    )
+    given_logits = label_logits[given_labels] + jnp.take_along_axis(
+        feature_logits, given_labels[:, None], axis=1
+    )
     return given_logits - log_normalizer
 
-  def ln_joint(self, features: jax.Array, given_labels: jax.Array,
-               uniform_likelihood: bool | jax.Array = False) -> jax.Array:
+  def ln_joint(
+      self,
+      features: jax.Array,
+      given_labels: jax.Array,
+      uniform_likelihood: bool | jax.Array = False,
+  ) -> jax.Array:
     """(B, C) ln P[i, l] = ln p(l|x_i) + ln p(y_i|l[,x_i]).
 
     With `uniform_likelihood` the second term is -ln C, as the reference does at its first

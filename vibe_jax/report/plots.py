@@ -14,19 +14,31 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
-__all__ = ["PROJECTIONS", "plot_confusion", "plot_estep", "plot_eval", "plot_losses",
-           "plot_projection", "umap_available"]
+__all__ = [
+    "PROJECTIONS",
+    "plot_confusion",
+    "plot_estep",
+    "plot_eval",
+    "plot_losses",
+    "plot_projection",
+    "umap_available",
+]
 
 PROJECTIONS = ("pca", "umap")
-PHASE_TITLES = {"baseline": "Undefended baseline: cross-entropy on the given labels",
-                "vibe": "VIBE: -ln P[i, l_i] on the E-step's pseudo-labels"}
+PHASE_TITLES = {
+    "baseline": "Undefended baseline: cross-entropy on the given labels",
+    "vibe": "VIBE: -ln P[i, l_i] on the E-step's pseudo-labels",
+}
 ESTEP_CURVES = (
     ("agree_true", "pseudo-labels = true labels (all samples)", "tab:green", "o"),
     ("poison_restored", "poisoned samples restored to their true label", "tab:red", "s"),
     ("agree_given", "pseudo-labels = given labels", "tab:blue", "^"),
 )
-EVAL_CURVES = (("acc", "ACC (clean test)", "tab:green"), ("asr", "ASR (poisoned test)", "tab:red"),
-               ("ra", "RA (poisoned test)", "tab:blue"))
+EVAL_CURVES = (
+    ("acc", "ACC (clean test)", "tab:green"),
+    ("asr", "ASR (poisoned test)", "tab:red"),
+    ("ra", "RA (poisoned test)", "tab:blue"),
+)
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -41,8 +53,11 @@ def _save(figure: Figure, path: str) -> str:
 
 
 def _series(records: list[dict], phase: str, kind: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-  points = sorted((r["step"], r[key]) for r in records
-                  if r.get("phase") == phase and r.get("kind") == kind and key in r)
+  points = sorted(
+      (r["step"], r[key])
+      for r in records
+      if r.get("phase") == phase and r.get("kind") == kind and key in r
+  )
   steps, values = zip(*points) if points else ((), ())
   return np.asarray(steps), np.asarray(values, dtype=float)
 
@@ -94,10 +109,18 @@ def plot_estep(records: list[dict], path: str, clean_fraction: float | None = No
     steps, values = _series(records, "vibe", "estep", key)
     ax.plot(steps, values, color=color, marker=marker, lw=1.5, label=label)
   if clean_fraction is not None:
-    ax.axhline(clean_fraction, color="tab:blue", ls=":", lw=1,
-               label=f"{clean_fraction:.0%} clean: given-label agreement if all poison restored")
-  ax.set(title="E-step pseudo-labels on the poisoned training set", xlabel="iteration",
-         ylabel="fraction of training samples")
+    ax.axhline(
+        clean_fraction,
+        color="tab:blue",
+        ls=":",
+        lw=1,
+        label=f"{clean_fraction:.0%} clean: given-label agreement if all poison restored",
+    )
+  ax.set(
+      title="E-step pseudo-labels on the poisoned training set",
+      xlabel="iteration",
+      ylabel="fraction of training samples",
+  )
   ax.yaxis.set_major_formatter(PercentFormatter(1.0))
   ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
   ax.grid(alpha=0.3)
@@ -119,8 +142,11 @@ def plot_eval(records: list[dict], path: str) -> str:
     _, baseline = _series(records, "baseline", "eval", key)
     if len(baseline):
       ax.axhline(baseline[-1], color=color, ls="--", lw=1, label=f"baseline {key.upper()}")
-  ax.set(title="Defended model on the test sets during training", xlabel="iteration",
-         ylabel="fraction of test samples")
+  ax.set(
+      title="Defended model on the test sets during training",
+      xlabel="iteration",
+      ylabel="fraction of test samples",
+  )
   ax.yaxis.set_major_formatter(PercentFormatter(1.0))
   ax.set_ylim(-0.02, 1.02)
   ax.grid(alpha=0.3)
@@ -145,12 +171,16 @@ def _project(features: np.ndarray, prototypes: np.ndarray, method: str, seed: in
   """2-D coordinates of the samples and, in the same map, of the prototypes."""
   if method == "pca":
     from sklearn.decomposition import PCA  # pylint: disable=import-outside-toplevel
+
     pca = PCA(n_components=2, random_state=seed).fit(features)
-    axes = [f"PC {i + 1} ({ratio:.0%} of variance)"
-            for i, ratio in enumerate(pca.explained_variance_ratio_)]
+    axes = [
+        f"PC {i + 1} ({ratio:.0%} of variance)"
+        for i, ratio in enumerate(pca.explained_variance_ratio_)
+    ]
     return pca.transform(features), pca.transform(prototypes), axes
   if method == "umap":
     import umap  # pylint: disable=import-outside-toplevel
+
     reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed).fit(features)
     return reducer.embedding_, reducer.transform(prototypes), ["UMAP 1", "UMAP 2"]
   raise ValueError(f"projection {method!r} is not one of {PROJECTIONS}.")
@@ -158,14 +188,15 @@ def _project(features: np.ndarray, prototypes: np.ndarray, method: str, seed: in
 
 def _class_colors(num_classes: int) -> np.ndarray:
   from matplotlib import colormaps  # pylint: disable=import-outside-toplevel
+
   name = "tab10" if num_classes <= 10 else "tab20" if num_classes <= 20 else "turbo"
   cmap = colormaps[name]
-  return np.asarray([cmap(i if num_classes <= 20 else i / max(num_classes - 1, 1))
-                     for i in range(num_classes)])
+  return np.asarray(
+      [cmap(i if num_classes <= 20 else i / max(num_classes - 1, 1)) for i in range(num_classes)]
+  )
 
 
-def plot_projection(snapshots: list[dict[str, np.ndarray]], path: str,
-                    method: str = "pca") -> str:
+def plot_projection(snapshots: list[dict[str, np.ndarray]], path: str, method: str = "pca") -> str:
   """The training features in 2-D at the first and the last snapshot E-step, coloured by
   pseudo-label, poisoned samples as crosses, and the prototypes mu_z / mu_y.
 
@@ -187,40 +218,91 @@ def plot_projection(snapshots: list[dict[str, np.ndarray]], path: str,
     pseudo = snapshot["pseudo_labels"]
     poisoned = snapshot["poison_mask"].astype(bool)
     restored = pseudo == snapshot["true_labels"]
-    ax.scatter(*points[~poisoned].T, s=10, c=colors[pseudo[~poisoned]], alpha=0.5,
-               linewidths=0)
+    ax.scatter(*points[~poisoned].T, s=10, c=colors[pseudo[~poisoned]], alpha=0.5, linewidths=0)
     for mask, edge in ((poisoned & restored, "black"), (poisoned & ~restored, "red")):
-      ax.scatter(*points[mask].T, s=30, marker="X", c=colors[pseudo[mask]], edgecolors=edge,
-                 linewidths=0.8)
+      ax.scatter(
+          *points[mask].T, s=30, marker="X", c=colors[pseudo[mask]], edgecolors=edge, linewidths=0.8
+      )
     mu_z, mu_y = centres[:num_classes], centres[num_classes:]
     ax.scatter(*mu_y.T, s=150, marker="D", facecolors="none", edgecolors=colors, linewidths=2)
     ax.scatter(*mu_z.T, s=260, marker="*", c=colors, edgecolors="black", linewidths=0.8)
     for label, (x, y) in enumerate(mu_z):
-      ax.annotate(str(label), (x, y), xytext=(5, 5), textcoords="offset points",
-                  fontsize=9, fontweight="bold")
+      ax.annotate(
+          str(label),
+          (x, y),
+          xytext=(5, 5),
+          textcoords="offset points",
+          fontsize=9,
+          fontweight="bold",
+      )
     count, fixed = int(poisoned.sum()), int((poisoned & restored).sum())
-    ax.set(title=f"E-step @ iteration {int(snapshot['step'])}: {fixed} of {count} poisoned "
-                 f"samples restored ({fixed / max(count, 1):.0%})",
-           xlabel=labels[0], ylabel=labels[1])
+    ax.set(
+        title=f"E-step @ iteration {int(snapshot['step'])}: {fixed} of {count} poisoned "
+        f"samples restored ({fixed / max(count, 1):.0%})",
+        xlabel=labels[0],
+        ylabel=labels[1],
+    )
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.2)
   # One neutral legend: the colours encode the pseudo-label (samples) or the class (prototypes).
   grey = "0.6"
   handles = [
       Line2D([], [], ls="", marker="o", ms=4, color=grey, label="clean sample"),
-      Line2D([], [], ls="", marker="X", ms=7, mfc=grey, mec="black",
-             label="poisoned, pseudo-label = true label"),
-      Line2D([], [], ls="", marker="X", ms=7, mfc=grey, mec="red",
-             label="poisoned, pseudo-label != true label"),
-      Line2D([], [], ls="", marker="*", ms=13, mfc=grey, mec="black",
-             label="mu_z: class prototype (number: class)"),
-      Line2D([], [], ls="", marker="D", ms=9, mfc="none", mec=grey, mew=2,
-             label="mu_y: given-label prototype"),
+      Line2D(
+          [],
+          [],
+          ls="",
+          marker="X",
+          ms=7,
+          mfc=grey,
+          mec="black",
+          label="poisoned, pseudo-label = true label",
+      ),
+      Line2D(
+          [],
+          [],
+          ls="",
+          marker="X",
+          ms=7,
+          mfc=grey,
+          mec="red",
+          label="poisoned, pseudo-label != true label",
+      ),
+      Line2D(
+          [],
+          [],
+          ls="",
+          marker="*",
+          ms=13,
+          mfc=grey,
+          mec="black",
+          label="mu_z: class prototype (number: class)",
+      ),
+      Line2D(
+          [],
+          [],
+          ls="",
+          marker="D",
+          ms=9,
+          mfc="none",
+          mec=grey,
+          mew=2,
+          label="mu_y: given-label prototype",
+      ),
   ]
-  figure.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8,
-                title="colour: pseudo-label (samples), class (prototypes)", title_fontsize=8)
-  figure.suptitle(f"Training features ({method.upper()}, {len(shown[0]['pseudo_labels'])} "
-                  "samples) with the prototypes", fontsize=11)
+  figure.legend(
+      handles=handles,
+      loc="outside lower center",
+      ncol=3,
+      fontsize=8,
+      title="colour: pseudo-label (samples), class (prototypes)",
+      title_fontsize=8,
+  )
+  figure.suptitle(
+      f"Training features ({method.upper()}, {len(shown[0]['pseudo_labels'])} "
+      "samples) with the prototypes",
+      fontsize=11,
+  )
   return _save(figure, path)
 
 
@@ -251,21 +333,31 @@ def plot_confusion(predictions: dict[str, np.ndarray], path: str) -> str:
     if num_classes <= 20:
       for (row, column), count in np.ndenumerate(counts):
         if count:
-          ax.text(column, row, str(count), ha="center", va="center", fontsize=7,
-                  color="white" if fractions[row, column] > 0.6 else "black")
+          ax.text(
+              column,
+              row,
+              str(count),
+              ha="center",
+              va="center",
+              fontsize=7,
+              color="white" if fractions[row, column] > 0.6 else "black",
+          )
     for row, column in targets:
-      ax.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red",
-                             lw=1.5))
+      ax.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.5))
     asr = np.mean(predicted == attacker)
     ra = np.mean(predicted == true_labels)
     name = "Baseline (undefended)" if model == "baseline" else "VIBE"
-    ax.set(title=f"{name}: ASR {asr:.1%}, RA {ra:.1%}", xlabel="predicted label",
-           ylabel="true label")
+    ax.set(
+        title=f"{name}: ASR {asr:.1%}, RA {ra:.1%}", xlabel="predicted label", ylabel="true label"
+    )
     ax.title.set_fontsize(10)
     if num_classes <= 20:
       ax.set_xticks(range(num_classes))
       ax.set_yticks(range(num_classes))
   figure.colorbar(image, ax=list(axes), shrink=0.8, label="fraction of the row (true label)")
-  figure.suptitle(f"Poisoned test set ({len(true_labels)} triggered images; red: the "
-                  "attacker's label; counts in the cells)", fontsize=10)
+  figure.suptitle(
+      f"Poisoned test set ({len(true_labels)} triggered images; red: the "
+      "attacker's label; counts in the cells)",
+      fontsize=10,
+  )
   return _save(figure, path)

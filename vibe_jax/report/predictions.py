@@ -19,16 +19,27 @@ import numpy as np
 __all__ = ["load_predictions", "save_predictions"]
 
 
-def save_predictions(path: str, predictions: dict[str, dict[str, np.ndarray]], *,
-                     clean_labels: np.ndarray, poisoned_true_labels: np.ndarray,
-                     poisoned_attacker_labels: np.ndarray, num_classes: int) -> None:
+def save_predictions(
+    path: str,
+    predictions: dict[str, dict[str, np.ndarray]],
+    *,
+    clean_labels: np.ndarray,
+    poisoned_true_labels: np.ndarray,
+    poisoned_attacker_labels: np.ndarray,
+    num_classes: int,
+) -> None:
   """`predictions[model][split]` for split in clean / poisoned; written atomically."""
-  arrays = {f"{model}_{split}": np.asarray(labels, np.int32)
-            for model, by_split in predictions.items() for split, labels in by_split.items()}
-  arrays.update(clean_labels=np.asarray(clean_labels, np.int32),
-                poisoned_true_labels=np.asarray(poisoned_true_labels, np.int32),
-                poisoned_attacker_labels=np.asarray(poisoned_attacker_labels, np.int32),
-                num_classes=np.int64(num_classes))
+  arrays = {
+      f"{model}_{split}": np.asarray(labels, np.int32)
+      for model, by_split in predictions.items()
+      for split, labels in by_split.items()
+  }
+  arrays.update(
+      clean_labels=np.asarray(clean_labels, np.int32),
+      poisoned_true_labels=np.asarray(poisoned_true_labels, np.int32),
+      poisoned_attacker_labels=np.asarray(poisoned_attacker_labels, np.int32),
+      num_classes=np.int64(num_classes),
+  )
   temporary = path + ".tmp"
   with open(temporary, "wb") as f:
     np.savez(f, **arrays)

@@ -20,17 +20,23 @@ __all__ = ["write_report"]
 
 PLOTS = "plots"
 CONFIG_FIELDS = (  # (label, dotted path) of the summary table
-    ("dataset", "dataset.name"), ("attack", "attack.name"), ("poisoning rate", "attack.rate"),
-    ("target", "attack.target"), ("label mode", "attack.label_mode"),
-    ("attack parameters", "attack.params"), ("variant", "variant"),
-    ("features", "features.extractor"), ("backbone checkpoint", "backbone.checkpoint"),
+    ("dataset", "dataset.name"),
+    ("attack", "attack.name"),
+    ("poisoning rate", "attack.rate"),
+    ("target", "attack.target"),
+    ("label mode", "attack.label_mode"),
+    ("attack parameters", "attack.params"),
+    ("variant", "variant"),
+    ("features", "features.extractor"),
+    ("backbone checkpoint", "backbone.checkpoint"),
     ("Leiden filter", "filter.leiden"),
-    ("VIBE iterations", "train.steps"), ("batch size", "train.batch_size"),
+    ("VIBE iterations", "train.steps"),
+    ("batch size", "train.batch_size"),
     ("lr / prior lr", ("train.lr", "train.prior_lr")),
     ("E-step period / lambda", ("estep.period", "estep.lam")),
     ("kappa / nu / prior temperature", ("vibe.kappa", "vibe.nu", "vibe.prior_temperature")),
-    ("baseline iterations", "baseline.steps"), ("baseline lr / kappa", ("baseline.lr",
-                                                                        "baseline.kappa")),
+    ("baseline iterations", "baseline.steps"),
+    ("baseline lr / kappa", ("baseline.lr", "baseline.kappa")),
     ("seed", "seed"),
 )
 
@@ -51,8 +57,11 @@ def _format_value(value) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-  return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-          *("| " + " | ".join(row) + " |" for row in rows)]
+  return [
+      "| " + " | ".join(header) + " |",
+      "|" + "---|" * len(header),
+      *("| " + " | ".join(row) + " |" for row in rows),
+  ]
 
 
 def _percent(value: float | None) -> str:
@@ -76,8 +85,7 @@ def _config_section(config: dict | None) -> list[str]:
     if all(v is None for v in values):
       continue
     rows.append([label, " / ".join(_format_value(v) for v in values)])
-  return _table(["field", "value"], rows) + ["", "The full resolved config is in "
-                                                 "`config.json`."]
+  return _table(["field", "value"], rows) + ["", "The full resolved config is in " "`config.json`."]
 
 
 def _status(results: dict | None, records: list[dict], config: dict | None) -> str:
@@ -89,53 +97,96 @@ def _status(results: dict | None, records: list[dict], config: dict | None) -> s
     total = _lookup(config, field) if config else None
     if steps or total:
       done.append(f"{phase} {max(steps) if steps else 0} / {total or '?'} iterations")
-  return ("**Unfinished run** (no results.json: interrupted, or still running). Logged so "
-          "far: " + (", ".join(done) if done else "nothing") + ".")
+  return (
+      "**Unfinished run** (no results.json: interrupted, or still running). Logged so "
+      "far: " + (", ".join(done) if done else "nothing") + "."
+  )
 
 
 def _results_section(results: dict | None, records: list[dict], variant: str) -> list[str]:
   header = ["model", "ACC", "ASR", "RA"]
   if results is not None:
-    rows = [[name if name == "baseline" else f"VIBE ({variant})",
-             *(_percent(results[name].get(m)) for m in ("acc", "asr", "ra"))]
-            for name in ("baseline", "vibe") if name in results]
+    rows = [
+        [
+            name if name == "baseline" else f"VIBE ({variant})",
+            *(_percent(results[name].get(m)) for m in ("acc", "asr", "ra")),
+        ]
+        for name in ("baseline", "vibe")
+        if name in results
+    ]
     lines = _table(header, rows)
     if "leiden_filter" in results:
-      lines += ["", "Leiden filter: " + ", ".join(f"{k} {v}" for k, v in
-                                                  results["leiden_filter"].items())]
-    return ["Percent, on the clean test set (ACC) and on the triggered test set (ASR: the "
-            "attacker's label; RA: the true label).", ""] + lines
+      lines += [
+          "",
+          "Leiden filter: " + ", ".join(f"{k} {v}" for k, v in results["leiden_filter"].items()),
+      ]
+    return [
+        "Percent, on the clean test set (ACC) and on the triggered test set (ASR: the "
+        "attacker's label; RA: the true label).",
+        "",
+    ] + lines
   rows = []
   for name in ("baseline", "vibe"):
     evals = [r for r in records if r["phase"] == name and r["kind"] == "eval"]
     if evals:
       last = max(evals, key=lambda r: r["step"])
       label = name if name == "baseline" else f"VIBE ({variant})"
-      rows.append([f"{label} @ iteration {last['step']}",
-                   *(_percent(last.get(m)) for m in ("acc", "asr", "ra"))])
+      rows.append(
+          [
+              f"{label} @ iteration {last['step']}",
+              *(_percent(last.get(m)) for m in ("acc", "asr", "ra")),
+          ]
+      )
   if not rows:
     return ["_No results.json and no evaluation logged yet: no results to show._"]
-  return ["_No results.json: the last logged evaluation of each model (percent)._", "",
-          *_table(header, rows)]
+  return [
+      "_No results.json: the last logged evaluation of each model (percent)._",
+      "",
+      *_table(header, rows),
+  ]
 
 
 def _estep_section(records: list[dict]) -> list[str]:
-  esteps = sorted((r for r in records if r["phase"] == "vibe" and r["kind"] == "estep"),
-                  key=lambda r: r["step"])
+  esteps = sorted(
+      (r for r in records if r["phase"] == "vibe" and r["kind"] == "estep"), key=lambda r: r["step"]
+  )
   if not esteps:
     return ["_No E-step logged (the VIBE phase has not started)._"]
-  rows = [[str(r["step"]), _percent(r.get("agree_true")), _percent(r.get("poison_restored")),
-           _percent(r.get("agree_given")), str(r.get("sinkhorn_iterations", "-"))]
-          for r in esteps]
-  return (["Percent of the training samples whose pseudo-label equals the true label, of "
-           "the poisoned ones restored to their true label, and of all agreeing with the "
-           "given label.", ""]
-          + _table(["iteration", "pseudo-label = true", "poison restored",
-                    "pseudo-label = given", "Sinkhorn iterations"], rows))
+  rows = [
+      [
+          str(r["step"]),
+          _percent(r.get("agree_true")),
+          _percent(r.get("poison_restored")),
+          _percent(r.get("agree_given")),
+          str(r.get("sinkhorn_iterations", "-")),
+      ]
+      for r in esteps
+  ]
+  return [
+      "Percent of the training samples whose pseudo-label equals the true label, of "
+      "the poisoned ones restored to their true label, and of all agreeing with the "
+      "given label.",
+      "",
+  ] + _table(
+      [
+          "iteration",
+          "pseudo-label = true",
+          "poison restored",
+          "pseudo-label = given",
+          "Sinkhorn iterations",
+      ],
+      rows,
+  )
 
 
-def _plot_or_note(title: str, caption: str, draw: Callable[[str], str] | None, path: str,
-                  missing: str, workdir: str) -> list[str]:
+def _plot_or_note(
+    title: str,
+    caption: str,
+    draw: Callable[[str], str] | None,
+    path: str,
+    missing: str,
+    workdir: str,
+) -> list[str]:
   """Draws one figure (when its data exists) and returns its markdown section. A skipped
   figure's old PNG is removed, so plots/ always matches report.md."""
   lines = [f"### {title}", ""]
@@ -163,12 +214,16 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
   if projection not in plots.PROJECTIONS:
     raise ValueError(f"projection {projection!r} is not one of {plots.PROJECTIONS}.")
   if projection == "umap" and not plots.umap_available():
-    raise ImportError("projection 'umap' needs umap-learn (pip install umap-learn); or use "
-                      "the default projection 'pca'.")
+    raise ImportError(
+        "projection 'umap' needs umap-learn (pip install umap-learn); or use "
+        "the default projection 'pca'."
+    )
   stored = _read_json(os.path.join(workdir, "config.json"))
   if stored is not None and config is not None and json.loads(json.dumps(config)) != stored:
-    print("Note: the report describes the workdir's config.json (what the run used), not "
-          "the --config given.")
+    print(
+        "Note: the report describes the workdir's config.json (what the run used), not "
+        "the --config given."
+    )
   config = stored or config
   results = _read_json(os.path.join(workdir, "results.json"))
   log_path = os.path.join(workdir, "log.jsonl")
@@ -180,48 +235,81 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
   plot_path = lambda name: os.path.join(plots_dir, name)
 
   variant = (_lookup(config, "variant") if config else None) or "?"
-  title = " / ".join(str(_lookup(config, f) or "?") for f in ("dataset.name", "attack.name")
-                     ) if config else "unknown run"
+  title = (
+      " / ".join(str(_lookup(config, f) or "?") for f in ("dataset.name", "attack.name"))
+      if config
+      else "unknown run"
+  )
   rate = _lookup(config, "attack.rate") if config else None
-  has = lambda kind, phase=None: any(r["kind"] == kind and (phase is None or r["phase"] == phase)
-                                     for r in records)
+  has = lambda kind, phase=None: any(
+      r["kind"] == kind and (phase is None or r["phase"] == phase) for r in records
+  )
   no_log = "no log.jsonl" if not records else None
 
-  lines = [f"# VIBE report: {title}, variant {variant}", "",
-           f"Workdir `{os.path.abspath(workdir)}`, report written "
-           f"{datetime.datetime.now().isoformat(timespec='seconds')}.", "",
-           _status(results, records, config), "",
-           "## Results", "", *_results_section(results, records, variant), "",
-           "## Configuration", "", *_config_section(config), "",
-           "## E-step diagnostics", "", *_estep_section(records), "",
-           "## Plots", ""]
+  lines = [
+      f"# VIBE report: {title}, variant {variant}",
+      "",
+      f"Workdir `{os.path.abspath(workdir)}`, report written "
+      f"{datetime.datetime.now().isoformat(timespec='seconds')}.",
+      "",
+      _status(results, records, config),
+      "",
+      "## Results",
+      "",
+      *_results_section(results, records, variant),
+      "",
+      "## Configuration",
+      "",
+      *_config_section(config),
+      "",
+      "## E-step diagnostics",
+      "",
+      *_estep_section(records),
+      "",
+      "## Plots",
+      "",
+  ]
   lines += _plot_or_note(
       "Training loss",
       "Mean loss over each logging interval; the VIBE loss steps at each E-step (dotted), "
       "when the pseudo-labels it fits change.",
       (lambda p: plots.plot_losses(records, p)) if has("train") else None,
-      plot_path("loss.png"), no_log or "no training iteration logged", workdir)
+      plot_path("loss.png"),
+      no_log or "no training iteration logged",
+      workdir,
+  )
   lines += _plot_or_note(
       "E-step diagnostics",
       "How the pseudo-labels relate to the true and the given labels at each E-step.",
       (lambda p: plots.plot_estep(records, p, None if rate is None else 1.0 - rate))
-      if has("estep", "vibe") else None,
-      plot_path("estep.png"), no_log or "no E-step logged", workdir)
+      if has("estep", "vibe")
+      else None,
+      plot_path("estep.png"),
+      no_log or "no E-step logged",
+      workdir,
+  )
   lines += _plot_or_note(
       "Test metrics during training",
       "VIBE's ACC / ASR / RA at each evaluation (solid), the last at the end of training; "
       "the undefended baseline's final values dashed.",
       (lambda p: plots.plot_eval(records, p)) if has("eval", "vibe") else None,
-      plot_path("eval.png"), no_log or "no evaluation logged", workdir)
+      plot_path("eval.png"),
+      no_log or "no evaluation logged",
+      workdir,
+  )
   lines += _plot_or_note(
       f"Training features ({projection.upper()})",
       "A fixed subset of the training features, coloured by pseudo-label; poisoned samples "
       "as crosses (red edge: pseudo-label still differs from the true label); stars: mu_z, "
       "diamonds: mu_y. Left the first E-step, right the last.",
       (lambda p: plots.plot_projection(found_snapshots, p, projection))
-      if found_snapshots else None,
-      plot_path("features.png"), "no snapshots/estep_*.npz (saved at the first and last "
-      "E-step of runs made after reports were added)", workdir)
+      if found_snapshots
+      else None,
+      plot_path("features.png"),
+      "no snapshots/estep_*.npz (saved at the first and last "
+      "E-step of runs made after reports were added)",
+      workdir,
+  )
   lines += _plot_or_note(
       "Confusion on the poisoned test set",
       "Rows: true label, columns: prediction, on the triggered test images; the red cells "
@@ -229,7 +317,10 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
       "diagonal. (An all-to-one attack leaves the target class's row empty: its images are "
       "not triggered.)",
       (lambda p: plots.plot_confusion(predictions, p)) if predictions is not None else None,
-      plot_path("confusion.png"), "no predictions.npz (written at the end of a run)", workdir)
+      plot_path("confusion.png"),
+      "no predictions.npz (written at the end of a run)",
+      workdir,
+  )
   path = os.path.join(workdir, "report.md")
   temporary = path + ".tmp"
   with open(temporary, "w") as f:

@@ -52,8 +52,16 @@ class EstepSnapshots:
   """Saves snapshots at the first and the last scheduled E-step (the last one is known in
   advance, so an interrupted run simply lacks it)."""
 
-  def __init__(self, directory: str, data: loop.TrainData, steps: int, period: int,
-               max_points: int = MAX_POINTS, seed: int = 0, batch_size: int = 1024):
+  def __init__(
+      self,
+      directory: str,
+      data: loop.TrainData,
+      steps: int,
+      period: int,
+      max_points: int = MAX_POINTS,
+      seed: int = 0,
+      batch_size: int = 1024,
+  ):
     iterations = estep_iterations(steps, period)
     self.snapshot_steps = {iterations[0], iterations[-1]} if iterations else set()
     self._directory = directory
@@ -62,30 +70,37 @@ class EstepSnapshots:
     count = min(max_points, data.num_valid)
     rng = np.random.default_rng(seed)
     self._indices = np.sort(rng.choice(data.num_valid, count, replace=False))
-    given = parallel.to_host(data.given_labels)[:data.num_valid]
-    self._labels = {"given_labels": given[self._indices].astype(np.int32),
-                    "true_labels": data.true_labels[self._indices].astype(np.int32),
-                    "poison_mask": data.poison_mask[self._indices].astype(bool)}
+    given = parallel.to_host(data.given_labels)[: data.num_valid]
+    self._labels = {
+        "given_labels": given[self._indices].astype(np.int32),
+        "true_labels": data.true_labels[self._indices].astype(np.int32),
+        "poison_mask": data.poison_mask[self._indices].astype(bool),
+    }
 
   def __call__(self, step: int, model: VibeModel, pseudo_labels: jax.Array) -> None:
     if step not in self.snapshot_steps:
       return
-    features = parallel.to_host(loop.features(model, self._data.inputs, self._batch_size,
-                                                self._data.preprocess))
+    features = parallel.to_host(
+        loop.features(model, self._data.inputs, self._batch_size, self._data.preprocess)
+    )
     pseudo = parallel.to_host(pseudo_labels)
     if jax.process_index() != 0:
       return
-    features = features[:self._data.num_valid][self._indices].astype(np.float32)
+    features = features[: self._data.num_valid][self._indices].astype(np.float32)
     os.makedirs(self._directory, exist_ok=True)
     path = os.path.join(self._directory, f"estep_{step}.npz")
     temporary = path + ".tmp"
     with open(temporary, "wb") as f:
-      np.savez(f, features=_unit_rows(features).astype(np.float16),
-               pseudo_labels=pseudo[:self._data.num_valid][self._indices].astype(np.int32),
-               indices=self._indices, step=np.int64(step),
-               mu_z=_replicated_to_host(model.head.mu_z[...]).astype(np.float32),
-               mu_y=_replicated_to_host(model.head.mu_y[...]).astype(np.float32),
-               **self._labels)
+      np.savez(
+          f,
+          features=_unit_rows(features).astype(np.float16),
+          pseudo_labels=pseudo[: self._data.num_valid][self._indices].astype(np.int32),
+          indices=self._indices,
+          step=np.int64(step),
+          mu_z=_replicated_to_host(model.head.mu_z[...]).astype(np.float32),
+          mu_y=_replicated_to_host(model.head.mu_y[...]).astype(np.float32),
+          **self._labels,
+      )
     os.replace(temporary, path)
 
 

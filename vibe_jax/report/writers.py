@@ -51,8 +51,10 @@ class MetricWriter:
 
   def writer(self, phase: str) -> Callable[[dict], None]:
     """A `log` callback for `loop.fit` that tags every record with `phase`."""
+
     def write(record: dict) -> None:
       self.write(phase, record)
+
     return write
 
   def write(self, phase: str, record: dict) -> None:
@@ -70,6 +72,7 @@ class MetricWriter:
     if phase not in self._summaries:
       # Imported on first use: tensorboardX imports torch when it is installed (~1 s).
       from tensorboardX import SummaryWriter
+
       self._summaries[phase] = SummaryWriter(os.path.join(self._workdir, "tensorboard", phase))
     return self._summaries[phase]
 

@@ -106,16 +106,23 @@ def to_unit_float(images: jax.Array) -> jax.Array:
 
 
 def _crop_box(
-    key: jax.Array, height: int, width: int, scale: tuple[float, float],
+    key: jax.Array,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
     ratio: tuple[float, float],
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
   """(top, left, crop height, crop width) as int32, torchvision's RandomResizedCrop rule."""
   area_key, ratio_key, top_key, left_key = jax.random.split(key, 4)
   area = height * width
   target_area = area * jax.random.uniform(
-      area_key, (_CROP_ATTEMPTS,), minval=scale[0], maxval=scale[1])
-  aspect = jnp.exp(jax.random.uniform(
-      ratio_key, (_CROP_ATTEMPTS,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])))
+      area_key, (_CROP_ATTEMPTS,), minval=scale[0], maxval=scale[1]
+  )
+  aspect = jnp.exp(
+      jax.random.uniform(
+          ratio_key, (_CROP_ATTEMPTS,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])
+      )
+  )
   crop_w = jnp.round(jnp.sqrt(target_area * aspect)).astype(jnp.int32)
   crop_h = jnp.round(jnp.sqrt(target_area / aspect)).astype(jnp.int32)
   valid = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
@@ -141,8 +148,7 @@ def _crop_box(
   return top, left, crop_h, crop_w
 
 
-def _resize_weights(start: jax.Array, length: jax.Array, size: int, source_size: int
-                    ) -> jax.Array:
+def _resize_weights(start: jax.Array, length: jax.Array, size: int, source_size: int) -> jax.Array:
   """(size, source_size) bilinear weights mapping rows [start, start + length) of a
   `source_size`-row image onto `size` rows.
 
@@ -155,12 +161,16 @@ def _resize_weights(start: jax.Array, length: jax.Array, size: int, source_size:
   fraction = (source - low)[:, None]
   low = low.astype(jnp.int32)
   high = jnp.minimum(low + 1, length - 1)
-  return (jax.nn.one_hot(start + low, source_size) * (1.0 - fraction)
-          + jax.nn.one_hot(start + high, source_size) * fraction)
+  return (
+      jax.nn.one_hot(start + low, source_size) * (1.0 - fraction)
+      + jax.nn.one_hot(start + high, source_size) * fraction
+  )
 
 
 def random_resized_crop(
-    key: jax.Array, image: jax.Array, scale: tuple[float, float] = (0.08, 1.0),
+    key: jax.Array,
+    image: jax.Array,
+    scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
     size: tuple[int, int] | None = None,
 ) -> jax.Array:
@@ -210,8 +220,7 @@ def hsv_to_rgb(hsv: jax.Array) -> jax.Array:
   t = value * (1.0 - saturation * (1.0 - fraction))
   # Per sector, which of (v, q, p, t) each of R, G, B takes.
   options = jnp.stack([value, q, p, t], axis=-1)
-  table = jnp.asarray(
-      [[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]], jnp.int32)
+  table = jnp.asarray([[0, 3, 2], [1, 0, 2], [2, 0, 3], [2, 1, 0], [3, 2, 0], [0, 2, 1]], jnp.int32)
   return jnp.take_along_axis(options, table[sector], axis=-1)
 
 
@@ -252,19 +261,19 @@ def _color_jitter(key: jax.Array, image: jax.Array, config: AugmentConfig) -> ja
 def augment_image(key: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
   """One (H, W, 3) float image in [0, 1] -> one random view, still in [0, 1]."""
   crop_key, jitter_key, apply_jitter_key, gray_key, flip_key = jax.random.split(key, 5)
-  image = random_resized_crop(crop_key, image, config.crop_scale, config.crop_ratio,
-                              config.output_size)
+  image = random_resized_crop(
+      crop_key, image, config.crop_scale, config.crop_ratio, config.output_size
+  )
   image = jnp.clip(image, 0.0, 1.0)
   if config.jitter_prob > 0:
     jittered = _color_jitter(jitter_key, image, config)
-    image = jnp.where(
-        jax.random.bernoulli(apply_jitter_key, config.jitter_prob), jittered, image)
+    image = jnp.where(jax.random.bernoulli(apply_jitter_key, config.jitter_prob), jittered, image)
   if config.grayscale_prob > 0:
     image = jnp.where(
-        jax.random.bernoulli(gray_key, config.grayscale_prob), grayscale(image), image)
+        jax.random.bernoulli(gray_key, config.grayscale_prob), grayscale(image), image
+    )
   if config.flip_prob > 0:
-    image = jnp.where(
-        jax.random.bernoulli(flip_key, config.flip_prob), image[:, ::-1], image)
+    image = jnp.where(jax.random.bernoulli(flip_key, config.flip_prob), image[:, ::-1], image)
   return image
 
 

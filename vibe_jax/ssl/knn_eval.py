@@ -39,10 +39,10 @@ def knn_predict(
   train_labels = np.asarray(train_labels)
   if train_feats.ndim != 2 or test_feats.ndim != 2 or train_feats.shape[1] != test_feats.shape[1]:
     raise ValueError(
-        f"features must be (N, D) and (M, D); got {train_feats.shape} and {test_feats.shape}")
+        f"features must be (N, D) and (M, D); got {train_feats.shape} and {test_feats.shape}"
+    )
   if len(train_labels) != train_feats.shape[0]:
-    raise ValueError(
-        f"{len(train_labels)} train labels for {train_feats.shape[0]} train features")
+    raise ValueError(f"{len(train_labels)} train labels for {train_feats.shape[0]} train features")
   if not 1 <= k <= train_feats.shape[0]:
     raise ValueError(f"k={k} must lie in [1, {train_feats.shape[0]}] (the bank size)")
   bank = _unit(train_feats)
@@ -52,12 +52,12 @@ def knn_predict(
   chunk = min(chunk_size, queries.shape[0])
   predictions = []
   for start in range(0, queries.shape[0], chunk):
-    block = queries[start:start + chunk]
+    block = queries[start : start + chunk]
     pad = chunk - block.shape[0]
     if pad:  # one compiled shape for every chunk
       block = jnp.pad(block, ((0, pad), (0, 0)))
     predicted = _predict_chunk(block, bank, bank_labels, k=k, num_classes=num_classes)
-    predictions.append(np.asarray(predicted[:chunk - pad]))
+    predictions.append(np.asarray(predicted[: chunk - pad]))
   return np.concatenate(predictions)
 
 

@@ -28,8 +28,7 @@ from vibe_jax.ssl import simclr
 from vibe_jax.ssl.augment import AugmentConfig
 from vibe_jax.ssl.knn_eval import knn_accuracy
 
-__all__ = ["augment_config", "extract_features", "pretrain", "validate_ssl_config",
-           "view_size"]
+__all__ = ["augment_config", "extract_features", "pretrain", "validate_ssl_config", "view_size"]
 
 
 def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
@@ -38,10 +37,14 @@ def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
   backbone_config(config.backbone.arch, config.backbone.stem, config.backbone.width)
   simclr.OPTIMIZERS.get(ssl.optimizer, field="ssl.optimizer")
   positive = {
-      "ssl.steps": ssl.steps, "ssl.batch_size": ssl.batch_size, "ssl.lr": ssl.lr,
-      "ssl.temperature": ssl.temperature, "ssl.log_every": ssl.log_every,
+      "ssl.steps": ssl.steps,
+      "ssl.batch_size": ssl.batch_size,
+      "ssl.lr": ssl.lr,
+      "ssl.temperature": ssl.temperature,
+      "ssl.log_every": ssl.log_every,
       "ssl.projector_hidden_dim": ssl.projector_hidden_dim,
-      "ssl.projector_output_dim": ssl.projector_output_dim, "ssl.knn_k": ssl.knn_k,
+      "ssl.projector_output_dim": ssl.projector_output_dim,
+      "ssl.knn_k": ssl.knn_k,
   }
   for field, value in positive.items():
     if not value > 0:
@@ -53,11 +56,15 @@ def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
   augment_config(config)  # validates crop_scale_min and flip_prob
 
 
-def augment_config(config: ml_collections.ConfigDict,
-                   output_size: tuple[int, int] | None = None) -> AugmentConfig:
+def augment_config(
+    config: ml_collections.ConfigDict, output_size: tuple[int, int] | None = None
+) -> AugmentConfig:
   """The augmentation settings from config.ssl (the jitter strengths are SimCLR's)."""
-  return AugmentConfig(crop_scale=(config.ssl.crop_scale_min, 1.0),
-                       flip_prob=config.ssl.flip_prob, output_size=output_size)
+  return AugmentConfig(
+      crop_scale=(config.ssl.crop_scale_min, 1.0),
+      flip_prob=config.ssl.flip_prob,
+      output_size=output_size,
+  )
 
 
 def view_size(pipeline: transforms.Pipeline, image_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -67,9 +74,12 @@ def view_size(pipeline: transforms.Pipeline, image_shape: tuple[int, ...]) -> tu
   return tuple(jax.eval_shape(pipeline.eval, probe).shape[1:3])
 
 
-def extract_features(features_fn: Callable[[jax.Array], jax.Array], images: np.ndarray,
-                     preprocess: Callable[[jax.Array], jax.Array],
-                     batch_size: int = 512) -> np.ndarray:
+def extract_features(
+    features_fn: Callable[[jax.Array], jax.Array],
+    images: np.ndarray,
+    preprocess: Callable[[jax.Array], jax.Array],
+    batch_size: int = 512,
+) -> np.ndarray:
   """Backbone features of uint8 NHWC images in fixed-size batches (the last one padded).
 
   `preprocess` is the data set's eval transform, as in VIBE's own feature passes.
@@ -77,12 +87,12 @@ def extract_features(features_fn: Callable[[jax.Array], jax.Array], images: np.n
   batch_size = min(batch_size, len(images))
   outputs = []
   for start in range(0, len(images), batch_size):
-    chunk = images[start:start + batch_size]
+    chunk = images[start : start + batch_size]
     pad = batch_size - len(chunk)
     if pad:  # one compiled shape for every batch
       chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
     batch = preprocess(jnp.asarray(chunk))
-    outputs.append(np.asarray(features_fn(batch))[:batch_size - pad])
+    outputs.append(np.asarray(features_fn(batch))[: batch_size - pad])
   return np.concatenate(outputs)
 
 
@@ -100,8 +110,11 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   run.validate_data_config(config)  # any variant's config: ss_* need no checkpoint yet
   validate_ssl_config(config)
   if config.ssl.warmup_steps >= config.ssl.steps:
-    logging.warning("ssl.warmup_steps=%d >= ssl.steps=%d: the run ends inside the "
-                    "learning-rate warmup.", config.ssl.warmup_steps, config.ssl.steps)
+    logging.warning(
+        "ssl.warmup_steps=%d >= ssl.steps=%d: the run ends inside the " "learning-rate warmup.",
+        config.ssl.warmup_steps,
+        config.ssl.steps,
+    )
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "pretrain_config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
@@ -112,28 +125,41 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   # backbone or extracts features with it: one input distribution before and after.
   pipeline = transforms.get_pipeline(config.dataset.name)
 
-  backbone = build_backbone(config.backbone.arch, config.backbone.stem,
-                            config.backbone.width, seed=config.seed)
-  model = simclr.SimCLRModel(backbone, config.ssl.projector_hidden_dim,
-                             config.ssl.projector_output_dim,
-                             rngs=nnx.Rngs(config.seed + 1))
+  backbone = build_backbone(
+      config.backbone.arch, config.backbone.stem, config.backbone.width, seed=config.seed
+  )
+  model = simclr.SimCLRModel(
+      backbone,
+      config.ssl.projector_hidden_dim,
+      config.ssl.projector_output_dim,
+      rngs=nnx.Rngs(config.seed + 1),
+  )
   with open(os.path.join(workdir, "pretrain_log.jsonl"), "w") as log_file:
+
     def log(record: dict) -> None:
       log_file.write(json.dumps(record) + "\n")
       log_file.flush()
 
     model, history = simclr.fit(
-        model, train_images, config.ssl,
+        model,
+        train_images,
+        config.ssl,
         augment_config=augment_config(config, view_size(pipeline, train_images.shape[1:])),
-        mean=pipeline.mean, std=pipeline.std, seed=config.seed, log=log,
-        desc=f"simclr-{config.backbone.arch}-w{config.backbone.width}")
+        mean=pipeline.mean,
+        std=pipeline.std,
+        seed=config.seed,
+        log=log,
+        desc=f"simclr-{config.backbone.arch}-w{config.backbone.width}",
+    )
   train_seconds = time.time() - started
 
   model.backbone.eval()
   path = checkpoint.save_backbone(
       os.path.join(workdir, "backbone"),
       backbone_config(config.backbone.arch, config.backbone.stem, config.backbone.width),
-      nnx.state(model.backbone), overwrite=True)
+      nnx.state(model.backbone),
+      overwrite=True,
+  )
 
   # Diagnostic: kNN of the clean test set against the clean training set, read back from
   # the checkpoint just written (so it also checks the round trip).
@@ -150,22 +176,33 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
       "train_seconds": round(train_seconds, 1),
       "knn_k": k,
       "knn_accuracy_backbone": knn_accuracy(
-          train_features, dataset.train_labels, test_features, dataset.test_labels, k),
+          train_features, dataset.train_labels, test_features, dataset.test_labels, k
+      ),
       "knn_accuracy_pixels": knn_accuracy(
-          _pixels(dataset.train_images), dataset.train_labels,
-          _pixels(dataset.test_images), dataset.test_labels, k),
+          _pixels(dataset.train_images),
+          dataset.train_labels,
+          _pixels(dataset.test_images),
+          dataset.test_labels,
+          k,
+      ),
       # Pixels minus the training mean image: the frozen 'pixels' features VIBE uses.
       "knn_accuracy_centred_pixels": knn_accuracy(
-          _pixels(dataset.train_images) - pixel_mean, dataset.train_labels,
-          _pixels(dataset.test_images) - pixel_mean, dataset.test_labels, k),
+          _pixels(dataset.train_images) - pixel_mean,
+          dataset.train_labels,
+          _pixels(dataset.test_images) - pixel_mean,
+          dataset.test_labels,
+          k,
+      ),
       "device": jax.devices()[0].device_kind,
   }
   run.write_json_atomically(os.path.join(workdir, "pretrain.json"), summary)
-  print(f"backbone checkpoint: {path}\n"
-        f"SimCLR {summary['steps']} steps in {summary['train_seconds']} s, final loss "
-        f"{summary['final_loss']:.4f}\n"
-        f"kNN (k={k}, cosine) clean test accuracy: backbone "
-        f"{100 * summary['knn_accuracy_backbone']:.2f} %, raw pixels "
-        f"{100 * summary['knn_accuracy_pixels']:.2f} %, centred pixels "
-        f"{100 * summary['knn_accuracy_centred_pixels']:.2f} %")
+  print(
+      f"backbone checkpoint: {path}\n"
+      f"SimCLR {summary['steps']} steps in {summary['train_seconds']} s, final loss "
+      f"{summary['final_loss']:.4f}\n"
+      f"kNN (k={k}, cosine) clean test accuracy: backbone "
+      f"{100 * summary['knn_accuracy_backbone']:.2f} %, raw pixels "
+      f"{100 * summary['knn_accuracy_pixels']:.2f} %, centred pixels "
+      f"{100 * summary['knn_accuracy_centred_pixels']:.2f} %"
+  )
   return path

@@ -48,12 +48,11 @@ __all__ = [
 class Projector(nnx.Module):
   """Linear-BN-ReLU-Linear, solo-learn's SimCLR projector (2048/256 at full width)."""
 
-  def __init__(self, in_features: int, hidden_dim: int, output_dim: int, *,
-               rngs: nnx.Rngs) -> None:
+  def __init__(self, in_features: int, hidden_dim: int, output_dim: int, *, rngs: nnx.Rngs) -> None:
     self.linear1 = nnx.Linear(in_features, hidden_dim, rngs=rngs)
     self.bn = nnx.BatchNorm(
-        hidden_dim, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_fast_variance=False,
-        rngs=rngs)
+        hidden_dim, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_fast_variance=False, rngs=rngs
+    )
     self.linear2 = nnx.Linear(hidden_dim, output_dim, rngs=rngs)
 
   def __call__(self, features: jax.Array) -> jax.Array:
@@ -63,8 +62,7 @@ class Projector(nnx.Module):
 class SimCLRModel(nnx.Module):
   """A backbone (kept afterwards) and a projector (discarded after pretraining)."""
 
-  def __init__(self, backbone: ResNet, hidden_dim: int, output_dim: int, *,
-               rngs: nnx.Rngs) -> None:
+  def __init__(self, backbone: ResNet, hidden_dim: int, output_dim: int, *, rngs: nnx.Rngs) -> None:
     self.backbone = backbone
     self.projector = Projector(backbone.feature_dim, hidden_dim, output_dim, rngs=rngs)
 
@@ -106,17 +104,22 @@ def _is_kernel(params: nnx.State) -> nnx.State:
   return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
 
 
-OPTIMIZERS: Registry[Callable[[ml_collections.ConfigDict, optax.Schedule],
-                              optax.GradientTransformation]] = Registry("ssl optimizer")
+OPTIMIZERS: Registry[
+    Callable[[ml_collections.ConfigDict, optax.Schedule], optax.GradientTransformation]
+] = Registry("ssl optimizer")
 
 
 @OPTIMIZERS.register("lars")
 def _lars(ssl: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
   """The reference's optimiser (LARS, momentum 0.9, trust coefficient eta)."""
   return optax.lars(
-      schedule, weight_decay=ssl.weight_decay, weight_decay_mask=_is_kernel,
-      trust_coefficient=ssl.lars_trust_coefficient, trust_ratio_mask=_is_kernel,
-      momentum=ssl.momentum)
+      schedule,
+      weight_decay=ssl.weight_decay,
+      weight_decay_mask=_is_kernel,
+      trust_coefficient=ssl.lars_trust_coefficient,
+      trust_ratio_mask=_is_kernel,
+      momentum=ssl.momentum,
+  )
 
 
 @OPTIMIZERS.register("sgd")
@@ -124,7 +127,8 @@ def _sgd(ssl: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.Grad
   """SGD with momentum and coupled (PyTorch-style) weight decay on kernels only."""
   return optax.chain(
       optax.add_decayed_weights(ssl.weight_decay, mask=_is_kernel),
-      optax.sgd(schedule, momentum=ssl.momentum or None))
+      optax.sgd(schedule, momentum=ssl.momentum or None),
+  )
 
 
 @OPTIMIZERS.register("adam")
@@ -149,23 +153,32 @@ class StepInputs(NamedTuple):
   std: jax.Array
 
 
-def make_views(key: jax.Array, images: jax.Array, augment_config: AugmentConfig,
-               mean: jax.Array | Sequence[float], std: jax.Array | Sequence[float]
-               ) -> jax.Array:
+def make_views(
+    key: jax.Array,
+    images: jax.Array,
+    augment_config: AugmentConfig,
+    mean: jax.Array | Sequence[float],
+    std: jax.Array | Sequence[float],
+) -> jax.Array:
   """Two normalised views of each image, (2B, H', W', 3): first views, then second views.
 
   Normalised by transforms.normalize with the data set's statistics, the function VIBE's
   own pipeline uses, so the backbone sees one input distribution before and after.
   """
   key1, key2 = jax.random.split(key)
-  views = jnp.concatenate([augment_batch(key1, images, augment_config),
-                           augment_batch(key2, images, augment_config)])
+  views = jnp.concatenate(
+      [augment_batch(key1, images, augment_config), augment_batch(key2, images, augment_config)]
+  )
   return transforms.normalize(255.0 * views, mean, std)  # views are in [0, 1]
 
 
 def _step(
-    graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, batch_size: int,
-    augment_config: AugmentConfig, inputs: StepInputs, step: jax.Array,
+    graphdef: nnx.GraphDef,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    augment_config: AugmentConfig,
+    inputs: StepInputs,
+    step: jax.Array,
     state: tuple[nnx.State, nnx.State, optax.OptState],
 ) -> tuple[tuple[nnx.State, nnx.State, optax.OptState], jax.Array]:
   """One SimCLR step: batch `step`, two views, NT-Xent, optimiser update."""
@@ -173,8 +186,9 @@ def _step(
   batch_key, view_key = jax.random.split(inputs.key)
   indices = batch_indices(batch_key, step, inputs.images.shape[0], batch_size)
   batch = inputs.images[indices]
-  views = make_views(jax.random.fold_in(view_key, step), batch, augment_config, inputs.mean,
-                     inputs.std)
+  views = make_views(
+      jax.random.fold_in(view_key, step), batch, augment_config, inputs.mean, inputs.std
+  )
 
   def loss_fn(params, rest):
     # copy=True: fresh Variables at grad's trace level, so BatchNorm may update its
@@ -196,9 +210,17 @@ StepOutput = tuple[nnx.State, nnx.State, optax.OptState, jax.Array]  # state, lo
 
 @functools.partial(jax.jit, static_argnames=_STATIC, donate_argnames=_DONATED)
 def train_steps(
-    graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, opt_state: optax.OptState, *,
-    inputs: StepInputs, first_step: jax.Array, num_steps: jax.Array,
-    optimizer: optax.GradientTransformation, batch_size: int, augment_config: AugmentConfig,
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    rest: nnx.State,
+    opt_state: optax.OptState,
+    *,
+    inputs: StepInputs,
+    first_step: jax.Array,
+    num_steps: jax.Array,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    augment_config: AugmentConfig,
 ) -> StepOutput:
   """Runs `num_steps` steps from `first_step` in one compiled loop (accelerators).
 
@@ -213,15 +235,23 @@ def train_steps(
     return state, loss_sum + loss
 
   (params, rest, opt_state), loss_sum = jax.lax.fori_loop(
-      0, num_steps, body, ((params, rest, opt_state), jnp.zeros((), jnp.float32)))
+      0, num_steps, body, ((params, rest, opt_state), jnp.zeros((), jnp.float32))
+  )
   return params, rest, opt_state, loss_sum / jnp.maximum(num_steps, 1)
 
 
 @functools.partial(jax.jit, static_argnames=_STATIC, donate_argnames=_DONATED)
 def train_step(
-    graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, opt_state: optax.OptState, *,
-    inputs: StepInputs, step: jax.Array, optimizer: optax.GradientTransformation,
-    batch_size: int, augment_config: AugmentConfig,
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    rest: nnx.State,
+    opt_state: optax.OptState,
+    *,
+    inputs: StepInputs,
+    step: jax.Array,
+    optimizer: optax.GradientTransformation,
+    batch_size: int,
+    augment_config: AugmentConfig,
 ) -> StepOutput:
   """One step as its own program: the same step as train_steps, driven from the host.
 
@@ -230,8 +260,8 @@ def train_step(
   on CPU the host loop is ~10x faster; on GPU/TPU the compiled loop avoids dispatch.
   """
   (params, rest, opt_state), loss = _step(
-      graphdef, optimizer, batch_size, augment_config, inputs, step,
-      (params, rest, opt_state))
+      graphdef, optimizer, batch_size, augment_config, inputs, step, (params, rest, opt_state)
+  )
   return params, rest, opt_state, loss
 
 
@@ -259,7 +289,8 @@ def fit(
   if not 2 <= ssl.batch_size <= num_samples:
     raise ValueError(
         f"ssl.batch_size={ssl.batch_size} must lie in [2, {num_samples}] (the number of "
-        "training images); lower ssl.batch_size.")
+        "training images); lower ssl.batch_size."
+    )
   model.train()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   optimizer = make_optimizer(ssl)
@@ -268,9 +299,12 @@ def fit(
   if host_loop is None:
     host_loop = jax.default_backend() == "cpu"
   inputs = StepInputs(
-      images=jnp.asarray(images), key=jax.random.key(seed),
+      images=jnp.asarray(images),
+      key=jax.random.key(seed),
       temperature=jnp.asarray(ssl.temperature, jnp.float32),
-      mean=jnp.asarray(mean, jnp.float32), std=jnp.asarray(std, jnp.float32))
+      mean=jnp.asarray(mean, jnp.float32),
+      std=jnp.asarray(std, jnp.float32),
+  )
   static = dict(optimizer=optimizer, batch_size=ssl.batch_size, augment_config=augment_config)
   boundaries = [*range(0, ssl.steps, ssl.log_every), ssl.steps]
   history = []
@@ -280,22 +314,29 @@ def fit(
         loss_sum = jnp.zeros((), jnp.float32)
         for step in range(start, stop):
           params, rest, opt_state, loss = train_step(
-              graphdef, params, rest, opt_state, inputs=inputs,
-              step=jnp.asarray(step), **static)
+              graphdef, params, rest, opt_state, inputs=inputs, step=jnp.asarray(step), **static
+          )
           loss_sum = loss_sum + loss
           bar.update(1)
         loss = loss_sum / (stop - start)
       else:
         params, rest, opt_state, loss = train_steps(
-            graphdef, params, rest, opt_state, inputs=inputs,
-            first_step=jnp.asarray(start), num_steps=jnp.asarray(stop - start),
-            **static)
+            graphdef,
+            params,
+            rest,
+            opt_state,
+            inputs=inputs,
+            first_step=jnp.asarray(start),
+            num_steps=jnp.asarray(stop - start),
+            **static,
+        )
         bar.update(stop - start)
       loss = float(loss)
       if not math.isfinite(loss):
         raise FloatingPointError(
             f"SimCLR loss became {loss} between steps {start} and {stop}; lower the "
-            f"learning rate ssl.lr (now {ssl.lr}) or raise ssl.warmup_steps.")
+            f"learning rate ssl.lr (now {ssl.lr}) or raise ssl.warmup_steps."
+        )
       record = {"step": stop, "loss": loss, "lr": float(schedule(stop - 1))}
       history.append(record)
       log(record)

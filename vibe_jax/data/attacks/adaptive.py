@@ -35,8 +35,10 @@ class AdaptiveAttack(Attack):
   def __init__(self, *, cover_rate: float = 0.01, **common):
     super().__init__(**common)
     if not 0.0 <= cover_rate < 1.0:
-      raise ValueError(f"attack.params.cover_rate={cover_rate} must lie in [0, 1) "
-                       "(Qi et al.: 0.01, as many cover as poison samples).")
+      raise ValueError(
+          f"attack.params.cover_rate={cover_rate} must lie in [0, 1) "
+          "(Qi et al.: 0.01, as many cover as poison samples)."
+      )
     self.cover_rate = cover_rate
 
   def apply_train_trigger(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -48,8 +50,10 @@ class AdaptiveAttack(Attack):
     remaining = np.setdiff1d(np.arange(len(labels)), poison)
     count = int(round(self.cover_rate * len(labels)))
     if count > len(remaining):
-      raise ValueError(f"attack.params.cover_rate={self.cover_rate} asks for {count} cover "
-                       f"samples but only {len(remaining)} unpoisoned samples remain.")
+      raise ValueError(
+          f"attack.params.cover_rate={self.cover_rate} asks for {count} cover "
+          f"samples but only {len(remaining)} unpoisoned samples remain."
+      )
     rng = np.random.default_rng([self.seed, 1])
     return np.sort(rng.choice(remaining, size=count, replace=False))
 
@@ -67,8 +71,9 @@ class AdaptiveAttack(Attack):
     poison_mask[poison] = True
     cover_mask = np.zeros(len(labels), bool)
     cover_mask[cover] = True
-    return PoisonedTrainSet(poisoned_images, given, labels.astype(np.int32), poison_mask,
-                            cover_mask)
+    return PoisonedTrainSet(
+        poisoned_images, given, labels.astype(np.int32), poison_mask, cover_mask
+    )
 
 
 @ATTACKS.register("adaptive_blend")
@@ -78,20 +83,32 @@ class AdaptiveBlend(AdaptiveAttack):
   test time the whole trigger at `test_alpha`. The trigger image is deterministic
   uniform noise (the reference's hello-kitty image is not redistributable)."""
 
-  def __init__(self, *, train_alpha: float = 0.15, test_alpha: float = 0.2, pieces: int = 16,
-               mask_rate: float = 0.5, trigger_seed: int = 1234, **common):
+  def __init__(
+      self,
+      *,
+      train_alpha: float = 0.15,
+      test_alpha: float = 0.2,
+      pieces: int = 16,
+      mask_rate: float = 0.5,
+      trigger_seed: int = 1234,
+      **common,
+  ):
     super().__init__(**common)
     height, width = self.image_shape[:2]
     side = math.isqrt(pieces)
     if pieces <= 0 or side * side != pieces or height % side or width % side:
-      raise ValueError(f"attack.params.pieces={pieces} must be a square number whose root "
-                       f"divides the {height}x{width} image (Qi et al.: 16).")
+      raise ValueError(
+          f"attack.params.pieces={pieces} must be a square number whose root "
+          f"divides the {height}x{width} image (Qi et al.: 16)."
+      )
     for field, alpha in (("train_alpha", train_alpha), ("test_alpha", test_alpha)):
       if not 0.0 < alpha <= 1.0:
         raise ValueError(f"attack.params.{field}={alpha} must lie in (0, 1].")
     if not 0.0 <= mask_rate < 1.0:
-      raise ValueError(f"attack.params.mask_rate={mask_rate} must lie in [0, 1) "
-                       "(the fraction of pieces left out at training time; Qi et al.: 0.5).")
+      raise ValueError(
+          f"attack.params.mask_rate={mask_rate} must lie in [0, 1) "
+          "(the fraction of pieces left out at training time; Qi et al.: 0.5)."
+      )
     self.train_alpha, self.test_alpha = train_alpha, test_alpha
     self.pieces, self.side, self.mask_rate = pieces, side, mask_rate
     self.trigger = noise_trigger(self.image_shape, trigger_seed)
@@ -114,14 +131,23 @@ class AdaptiveBlend(AdaptiveAttack):
     return _blend(images, self.trigger, np.float32(self.test_alpha))
 
 
-def patch_positions(image_shape: tuple[int, int, int], size: int, count: int,
-                    margin: int) -> list[tuple[int, int]]:
+def patch_positions(
+    image_shape: tuple[int, int, int], size: int, count: int, margin: int
+) -> list[tuple[int, int]]:
   """Top-left corners of `count` patches: the four corners, then the edge midpoints."""
   height, width = image_shape[:2]
   bottom, right = height - margin - size, width - margin - size
   mid_row, mid_col = (height - size) // 2, (width - size) // 2
-  places = [(margin, margin), (margin, right), (bottom, margin), (bottom, right),
-            (margin, mid_col), (mid_row, margin), (bottom, mid_col), (mid_row, right)]
+  places = [
+      (margin, margin),
+      (margin, right),
+      (bottom, margin),
+      (bottom, right),
+      (margin, mid_col),
+      (mid_row, margin),
+      (bottom, mid_col),
+      (mid_row, right),
+  ]
   return places[:count]
 
 
@@ -133,9 +159,17 @@ class AdaptivePatch(AdaptiveAttack):
   images with opacities 0.5/0.2/0.5/0.3, one per training image, and two at opacity 1 at
   test time; synthetic patches keep the project free of image assets.)"""
 
-  def __init__(self, *, num_patches: int = 4, patch_size: int = 0, patches_per_sample: int = 1,
-               train_alpha: float = 0.5, test_alpha: float = 1.0, trigger_seed: int = 4321,
-               **common):
+  def __init__(
+      self,
+      *,
+      num_patches: int = 4,
+      patch_size: int = 0,
+      patches_per_sample: int = 1,
+      train_alpha: float = 0.5,
+      test_alpha: float = 1.0,
+      trigger_seed: int = 4321,
+      **common,
+  ):
     super().__init__(**common)
     height, width = self.image_shape[:2]
     patch_size = patch_size or max(3, min(height, width) // 8)
@@ -143,11 +177,15 @@ class AdaptivePatch(AdaptiveAttack):
     if not 1 <= num_patches <= 8:
       raise ValueError(f"attack.params.num_patches={num_patches} must lie in [1, 8].")
     if not 1 <= patches_per_sample <= num_patches:
-      raise ValueError(f"attack.params.patches_per_sample={patches_per_sample} must lie in "
-                       f"[1, num_patches={num_patches}].")
+      raise ValueError(
+          f"attack.params.patches_per_sample={patches_per_sample} must lie in "
+          f"[1, num_patches={num_patches}]."
+      )
     if 2 * (patch_size + margin) > min(height, width):
-      raise ValueError(f"attack.params.patch_size={patch_size} is too large for the "
-                       f"{height}x{width} image; patches must not overlap.")
+      raise ValueError(
+          f"attack.params.patch_size={patch_size} is too large for the "
+          f"{height}x{width} image; patches must not overlap."
+      )
     for field, alpha in (("train_alpha", train_alpha), ("test_alpha", test_alpha)):
       if not 0.0 < alpha <= 1.0:
         raise ValueError(f"attack.params.{field}={alpha} must lie in (0, 1].")
@@ -166,8 +204,8 @@ class AdaptivePatch(AdaptiveAttack):
     masks = np.zeros((self.num_patches, height, width, 1), np.float32)
     size = self.patch_size
     for k, (row, col) in enumerate(self.positions):
-      marks[k, row:row + size, col:col + size] = self.patches[k]
-      masks[k, row:row + size, col:col + size] = 1.0
+      marks[k, row : row + size, col : col + size] = self.patches[k]
+      masks[k, row : row + size, col : col + size] = 1.0
     return marks, masks
 
   def _apply(self, images: np.ndarray, chosen: np.ndarray, alpha: float) -> np.ndarray:

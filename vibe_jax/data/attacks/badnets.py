@@ -9,8 +9,8 @@ from vibe_jax.data.attacks.base import ATTACKS, Attack
 # The reference CIFAR trigger (its resources/cifar_1.png): a 2x2 RGB patch whose top-left
 # pixel sits at row 4, column 4 (0-based).
 REFERENCE_CIFAR_PATCH = np.array(
-    [[[180, 249, 112], [155, 50, 126]],
-     [[234, 82, 68], [187, 201, 219]]], dtype=np.uint8)
+    [[[180, 249, 112], [155, 50, 126]], [[234, 82, 68], [187, 201, 219]]], dtype=np.uint8
+)
 
 
 @ATTACKS.register("badnets")
@@ -23,14 +23,16 @@ class BadNets(Attack):
     height, width = self.image_shape[:2]
     ph, pw = self.patch.shape[:2]
     if not (0 <= row <= height - ph and 0 <= col <= width - pw):
-      raise ValueError(f"attack.params row={row}, col={col}: a {ph}x{pw} patch must fit in "
-                       f"the {height}x{width} image.")
+      raise ValueError(
+          f"attack.params row={row}, col={col}: a {ph}x{pw} patch must fit in "
+          f"the {height}x{width} image."
+      )
     self.row, self.col = row, col
 
   def apply_trigger(self, images: np.ndarray) -> np.ndarray:
     out = images.copy()
     ph, pw = self.patch.shape[:2]
-    region = out[:, self.row:self.row + ph, self.col:self.col + pw]
+    region = out[:, self.row : self.row + ph, self.col : self.col + pw]
     paste = np.any(self.patch > 0, axis=-1)
     region[:, paste] = self.patch[paste]
     return out

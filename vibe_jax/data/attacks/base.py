@@ -22,6 +22,7 @@ class PoisonedTrainSet:
   "regularisation" samples of adaptive attacks: they carry a trigger but keep their true
   label, so they are not in `poison_mask` (the E-step diagnostics count restored labels).
   """
+
   images: np.ndarray
   labels: np.ndarray
   true_labels: np.ndarray
@@ -36,6 +37,7 @@ class PoisonedTestSet:
   Several attacks at once (attack 'multi') also fill `attack_index` (int (N,), which of
   `attack_names` triggered each image), so metrics can report an ASR per attack.
   """
+
   images: np.ndarray
   true_labels: np.ndarray
   attacker_labels: np.ndarray
@@ -52,15 +54,24 @@ class Attack:
   (config field attack.params): keyword-only arguments of the subclass constructor.
   """
 
-  def __init__(self, *, num_classes: int, image_shape: tuple[int, int, int], target: int,
-               rate: float, label_mode: str = "all_to_one", seed: int = 0):
+  def __init__(
+      self,
+      *,
+      num_classes: int,
+      image_shape: tuple[int, int, int],
+      target: int,
+      rate: float,
+      label_mode: str = "all_to_one",
+      seed: int = 0,
+  ):
     if label_mode not in LABEL_MODES:
       raise ValueError(f"attack.label_mode={label_mode!r}; use one of {LABEL_MODES}.")
     if not 0.0 < rate < 1.0:
       raise ValueError(f"attack.rate={rate} must lie in (0, 1), e.g. 0.1 for 10 %.")
     if label_mode == "all_to_one" and not 0 <= target < num_classes:
       raise ValueError(
-          f"attack.target={target} must lie in [0, {num_classes}) for an all-to-one attack.")
+          f"attack.target={target} must lie in [0, {num_classes}) for an all-to-one attack."
+      )
     self.num_classes = num_classes
     self.image_shape = tuple(image_shape)
     self.target = target
@@ -90,8 +101,10 @@ class Attack:
     candidates = np.flatnonzero(self.candidate_mask(labels))
     count = int(round(self.rate * len(labels)))
     if count > len(candidates):
-      raise ValueError(f"attack.rate={self.rate} asks for {count} poisoned samples but only "
-                       f"{len(candidates)} non-target samples exist; lower attack.rate.")
+      raise ValueError(
+          f"attack.rate={self.rate} asks for {count} poisoned samples but only "
+          f"{len(candidates)} non-target samples exist; lower attack.rate."
+      )
     rng = np.random.default_rng(self.seed)
     return np.sort(rng.choice(candidates, size=count, replace=False))
 
@@ -109,8 +122,11 @@ class Attack:
   def poison_test(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTestSet:
     check_images(images)
     keep = self.candidate_mask(labels)
-    return PoisonedTestSet(self.apply_trigger(images[keep]), labels[keep].astype(np.int32),
-                           self.attacker_labels(labels[keep]))
+    return PoisonedTestSet(
+        self.apply_trigger(images[keep]),
+        labels[keep].astype(np.int32),
+        self.attacker_labels(labels[keep]),
+    )
 
 
 def check_images(images: np.ndarray) -> None:
@@ -122,19 +138,36 @@ def check_images(images: np.ndarray) -> None:
 ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
-def make_attack(name: str, *, num_classes: int, image_shape: tuple[int, int, int],
-                target: int, rate: float, label_mode: str = "all_to_one", seed: int = 0,
-                params: dict[str, Any] | None = None) -> Attack:
+def make_attack(
+    name: str,
+    *,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    target: int,
+    rate: float,
+    label_mode: str = "all_to_one",
+    seed: int = 0,
+    params: dict[str, Any] | None = None,
+) -> Attack:
   """Builds a registered attack; `params` are its own knobs (config field attack.params)."""
   cls = ATTACKS.get(name, field="attack.name")
   params = dict(params or {})
   own = attack_parameters(cls)
   unknown = sorted(set(params) - set(own))
   if unknown:
-    raise ValueError(f"attack.params {unknown} are not parameters of attack {name!r}; "
-                     f"it takes {sorted(own) or 'none'}.")
-  return cls(num_classes=num_classes, image_shape=image_shape, target=target, rate=rate,
-             label_mode=label_mode, seed=seed, **params)
+    raise ValueError(
+        f"attack.params {unknown} are not parameters of attack {name!r}; "
+        f"it takes {sorted(own) or 'none'}."
+    )
+  return cls(
+      num_classes=num_classes,
+      image_shape=image_shape,
+      target=target,
+      rate=rate,
+      label_mode=label_mode,
+      seed=seed,
+      **params,
+  )
 
 
 def attack_parameters(cls: type[Attack]) -> dict[str, Any]:
@@ -144,7 +177,11 @@ def attack_parameters(cls: type[Attack]) -> dict[str, Any]:
   own: dict[str, Any] = {}
   for klass in reversed(cls.__mro__):
     if isinstance(klass, type) and issubclass(klass, Attack) and klass is not Attack:
-      own.update({name: p.default
-                  for name, p in inspect.signature(klass.__init__).parameters.items()
-                  if name not in shared and p.kind == p.KEYWORD_ONLY})
+      own.update(
+          {
+              name: p.default
+              for name, p in inspect.signature(klass.__init__).parameters.items()
+              if name not in shared and p.kind == p.KEYWORD_ONLY
+          }
+      )
   return own

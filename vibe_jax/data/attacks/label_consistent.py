@@ -36,29 +36,39 @@ def _mlp_logits(params: dict, images: jax.Array) -> jax.Array:
 
 
 def _cross_entropy(params: dict, images: jax.Array, labels: jax.Array) -> jax.Array:
-  return optax.softmax_cross_entropy_with_integer_labels(
-      _mlp_logits(params, images), labels).mean()
+  return optax.softmax_cross_entropy_with_integer_labels(_mlp_logits(params, images), labels).mean()
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "hidden", "steps", "batch_size"))
-def train_surrogate(images: jax.Array, labels: jax.Array, key: jax.Array, *, num_classes: int,
-                    hidden: int, steps: int, batch_size: int, learning_rate: float) -> dict:
+def train_surrogate(
+    images: jax.Array,
+    labels: jax.Array,
+    key: jax.Array,
+    *,
+    num_classes: int,
+    hidden: int,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+) -> dict:
   """A benign MLP (linear softmax if hidden == 0) fitted to (images in [0, 1], labels)
   with Adam; pure in `key`."""
   dim = int(np.prod(images.shape[1:]))
   init_key, data_key = jax.random.split(key)
   k1, k2 = jax.random.split(init_key)
-  params = {"w2": jax.random.normal(k2, (hidden or dim, num_classes)) / jnp.sqrt(hidden or dim),
-            "b2": jnp.zeros(num_classes)}
+  params = {
+      "w2": jax.random.normal(k2, (hidden or dim, num_classes)) / jnp.sqrt(hidden or dim),
+      "b2": jnp.zeros(num_classes),
+  }
   if hidden:
-    params.update(w1=jax.random.normal(k1, (dim, hidden)) * jnp.sqrt(2.0 / dim),
-                  b1=jnp.zeros(hidden))
+    params.update(
+        w1=jax.random.normal(k1, (dim, hidden)) * jnp.sqrt(2.0 / dim), b1=jnp.zeros(hidden)
+    )
   optimizer = optax.adam(learning_rate)
 
   def step(i, carry):
     params, state = carry
-    batch = jax.random.randint(jax.random.fold_in(data_key, i), (batch_size,), 0,
-                               images.shape[0])
+    batch = jax.random.randint(jax.random.fold_in(data_key, i), (batch_size,), 0, images.shape[0])
     grads = jax.grad(_cross_entropy)(params, images[batch], labels[batch])
     updates, state = optimizer.update(grads, state, params)
     return optax.apply_updates(params, updates), state
@@ -68,13 +78,16 @@ def train_surrogate(images: jax.Array, labels: jax.Array, key: jax.Array, *, num
 
 
 @functools.partial(jax.jit, static_argnames=("steps",))
-def pgd_untargeted(params: dict, images: jax.Array, labels: jax.Array, *, eps: float,
-                   step_size: float, steps: int) -> jax.Array:
+def pgd_untargeted(
+    params: dict, images: jax.Array, labels: jax.Array, *, eps: float, step_size: float, steps: int
+) -> jax.Array:
   """L_inf PGD from the clean image (no random start) that raises the loss of `labels`."""
+
   def step(_, adversarial):
     grad = jax.grad(_cross_entropy, argnums=1)(params, adversarial, labels)
     adversarial = adversarial + step_size * jnp.sign(grad)
     return jnp.clip(jnp.clip(adversarial, images - eps, images + eps), 0.0, 1.0)
+
   return jax.lax.fori_loop(0, steps, step, images)
 
 
@@ -85,25 +98,43 @@ class LabelConsistent(Attack):
   `eps` and `step_size` are in pixel units (of 255), as in the reference config.
   """
 
-  def __init__(self, *, eps: float = 16.0, step_size: float = 1.5, pgd_steps: int = 30,
-               amplitude: int = 255, surrogate_hidden: int = 256, surrogate_steps: int = 500,
-               surrogate_lr: float = 1e-3, batch_size: int = 256, **common):
+  def __init__(
+      self,
+      *,
+      eps: float = 16.0,
+      step_size: float = 1.5,
+      pgd_steps: int = 30,
+      amplitude: int = 255,
+      surrogate_hidden: int = 256,
+      surrogate_steps: int = 500,
+      surrogate_lr: float = 1e-3,
+      batch_size: int = 256,
+      **common,
+  ):
     super().__init__(**common)
     if self.label_mode != "all_to_one":
-      raise ValueError("attack.label_mode must be 'all_to_one' for label_consistent: a "
-                       "clean-label attack poisons one target class (attack.target).")
+      raise ValueError(
+          "attack.label_mode must be 'all_to_one' for label_consistent: a "
+          "clean-label attack poisons one target class (attack.target)."
+      )
     height, width = self.image_shape[:2]
     if min(height, width) < 6:
-      raise ValueError(f"label_consistent stamps 3x3 patterns in four corners; the "
-                       f"{height}x{width} image is too small.")
+      raise ValueError(
+          f"label_consistent stamps 3x3 patterns in four corners; the "
+          f"{height}x{width} image is too small."
+      )
     if not 0 < eps <= 255 or not 0 < step_size <= 255 or pgd_steps < 0:
-      raise ValueError(f"attack.params eps={eps}, step_size={step_size} (pixel units in "
-                       f"(0, 255]) and pgd_steps={pgd_steps} (>= 0) are out of range.")
+      raise ValueError(
+          f"attack.params eps={eps}, step_size={step_size} (pixel units in "
+          f"(0, 255]) and pgd_steps={pgd_steps} (>= 0) are out of range."
+      )
     if not 0 < amplitude <= 255:
       raise ValueError(f"attack.params.amplitude={amplitude} must lie in (0, 255].")
     if surrogate_hidden < 0 or min(surrogate_steps, batch_size) <= 0 or surrogate_lr <= 0:
-      raise ValueError("attack.params surrogate_steps, batch_size and surrogate_lr must be "
-                       "positive and surrogate_hidden >= 0 (0: a linear softmax surrogate).")
+      raise ValueError(
+          "attack.params surrogate_steps, batch_size and surrogate_lr must be "
+          "positive and surrogate_hidden >= 0 (0: a linear softmax surrogate)."
+      )
     self.eps, self.step_size, self.pgd_steps = eps, step_size, pgd_steps
     self.amplitude = amplitude
     self.surrogate_hidden, self.surrogate_steps = surrogate_hidden, surrogate_steps
@@ -134,28 +165,49 @@ class LabelConsistent(Attack):
     candidates = np.flatnonzero(labels == self.target)
     count = int(round(self.rate * len(candidates)))
     if count == 0:
-      raise ValueError(f"attack.rate={self.rate} is, for label_consistent, the fraction of "
-                       f"the {len(candidates)} target-class (attack.target={self.target}) "
-                       "training images to poison; it selects none. Raise attack.rate "
-                       "(reference: 0.25).")
+      raise ValueError(
+          f"attack.rate={self.rate} is, for label_consistent, the fraction of "
+          f"the {len(candidates)} target-class (attack.target={self.target}) "
+          "training images to poison; it selects none. Raise attack.rate "
+          "(reference: 0.25)."
+      )
     rng = np.random.default_rng(self.seed)
     return np.sort(rng.choice(candidates, size=count, replace=False))
 
-  def adversarial_images(self, images: np.ndarray, labels: np.ndarray,
-                         train_images: np.ndarray, train_labels: np.ndarray) -> np.ndarray:
+  def adversarial_images(
+      self,
+      images: np.ndarray,
+      labels: np.ndarray,
+      train_images: np.ndarray,
+      train_labels: np.ndarray,
+  ) -> np.ndarray:
     """PGD images (uint8) within eps of `images` against a surrogate fit to the train set."""
     to_unit = lambda x: jnp.asarray(x, jnp.float32) / 255.0
     params = train_surrogate(
-        to_unit(train_images), jnp.asarray(train_labels, jnp.int32),
-        jax.random.key(self.seed), num_classes=self.num_classes,
-        hidden=self.surrogate_hidden, steps=self.surrogate_steps,
-        batch_size=min(self.batch_size, len(train_images)), learning_rate=self.surrogate_lr)
+        to_unit(train_images),
+        jnp.asarray(train_labels, jnp.int32),
+        jax.random.key(self.seed),
+        num_classes=self.num_classes,
+        hidden=self.surrogate_hidden,
+        steps=self.surrogate_steps,
+        batch_size=min(self.batch_size, len(train_images)),
+        learning_rate=self.surrogate_lr,
+    )
     chunks = []
     for start in range(0, len(images), self.batch_size):
-      batch = to_unit(images[start:start + self.batch_size])
-      chunks.append(np.asarray(pgd_untargeted(
-          params, batch, jnp.asarray(labels[start:start + self.batch_size], jnp.int32),
-          eps=self.eps / 255.0, step_size=self.step_size / 255.0, steps=self.pgd_steps)))
+      batch = to_unit(images[start : start + self.batch_size])
+      chunks.append(
+          np.asarray(
+              pgd_untargeted(
+                  params,
+                  batch,
+                  jnp.asarray(labels[start : start + self.batch_size], jnp.int32),
+                  eps=self.eps / 255.0,
+                  step_size=self.step_size / 255.0,
+                  steps=self.pgd_steps,
+              )
+          )
+      )
     adversarial = np.round(np.concatenate(chunks) * 255.0) if chunks else images.astype(float)
     # Rounding must not leave the eps ball: clip again on the integer grid.
     bound = int(np.floor(self.eps))
@@ -168,7 +220,8 @@ class LabelConsistent(Attack):
     indices = self.poison_indices(labels)
     poisoned = images.copy()
     poisoned[indices] = self.apply_trigger(
-        self.adversarial_images(images[indices], labels[indices], images, labels))
+        self.adversarial_images(images[indices], labels[indices], images, labels)
+    )
     mask = np.zeros(len(labels), bool)
     mask[indices] = True
     labels = labels.astype(np.int32)

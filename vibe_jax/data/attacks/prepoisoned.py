@@ -26,37 +26,45 @@ class PrePoisoned(Attack):
     super().__init__(**common)
     for field, path in (("train_file", train_file), ("test_file", test_file)):
       if not path:
-        raise ValueError(f"attack.params.{field} is required for attack 'prepoisoned': an "
-                         ".npz file or an Adaptive-style folder (see "
-                         "vibe_jax/data/prepoisoned.py).")
+        raise ValueError(
+            f"attack.params.{field} is required for attack 'prepoisoned': an "
+            ".npz file or an Adaptive-style folder (see "
+            "vibe_jax/data/prepoisoned.py)."
+        )
       if not os.path.exists(os.path.expanduser(path)):
         raise FileNotFoundError(f"attack.params.{field}={path!r} does not exist.")
     self.train_file, self.test_file = train_file, test_file
 
   def apply_trigger(self, images: np.ndarray) -> np.ndarray:
-    raise NotImplementedError("prepoisoned data carry their triggers already; there is no "
-                              "trigger to apply.")
+    raise NotImplementedError(
+        "prepoisoned data carry their triggers already; there is no " "trigger to apply."
+    )
 
   def _check_shape(self, images: np.ndarray, field: str, path: str) -> None:
     if images.shape[1:] != self.image_shape:
-      raise ValueError(f"attack.params.{field}={path!r} holds {images.shape[1:]} images but "
-                       f"the data set's are {self.image_shape}; use files made for it.")
+      raise ValueError(
+          f"attack.params.{field}={path!r} holds {images.shape[1:]} images but "
+          f"the data set's are {self.image_shape}; use files made for it."
+      )
 
   def poison_train(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTrainSet:
     stored = prepoisoned.load_train(self.train_file)
     self._check_shape(stored.images, "train_file", self.train_file)
     if len(stored.labels) != len(labels):
-      raise ValueError(f"attack.params.train_file={self.train_file!r} holds "
-                       f"{len(stored.labels)} samples but the clean training set has "
-                       f"{len(labels)}; the files must hold the same samples in order.")
+      raise ValueError(
+          f"attack.params.train_file={self.train_file!r} holds "
+          f"{len(stored.labels)} samples but the clean training set has "
+          f"{len(labels)}; the files must hold the same samples in order."
+      )
     poison_mask = np.zeros(len(labels), bool)
     poison_mask[stored.poison_indices] = True
     cover_mask = None
     if stored.cover_indices is not None:
       cover_mask = np.zeros(len(labels), bool)
       cover_mask[stored.cover_indices] = True
-    return PoisonedTrainSet(stored.images, stored.labels, labels.astype(np.int32),
-                            poison_mask, cover_mask)
+    return PoisonedTrainSet(
+        stored.images, stored.labels, labels.astype(np.int32), poison_mask, cover_mask
+    )
 
   def poison_test(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTestSet:
     stored = prepoisoned.load_test(self.test_file)
@@ -69,12 +77,15 @@ class PrePoisoned(Attack):
         raise ValueError(
             f"attack.params.test_file={self.test_file!r} has {count} images and no "
             f"true_labels, and the clean test set has {keep.sum()} non-target images to "
-            "take them from; add true_labels to the file or check attack.target.")
+            "take them from; add true_labels to the file or check attack.target."
+        )
       true = labels[keep].astype(np.int32)
     attacker = stored.attacker_labels
     if attacker is None:
       attacker = self.attacker_labels(true)
     if not len(true) == len(attacker) == count:
-      raise ValueError(f"attack.params.test_file={self.test_file!r}: {count} images but "
-                       f"{len(attacker)} labels and {len(true)} true labels.")
+      raise ValueError(
+          f"attack.params.test_file={self.test_file!r}: {count} images but "
+          f"{len(attacker)} labels and {len(true)} true labels."
+      )
     return PoisonedTestSet(stored.images, true, attacker)

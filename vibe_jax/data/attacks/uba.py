@@ -18,8 +18,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from vibe_jax.data.attacks.base import (ATTACKS, Attack, PoisonedTestSet, PoisonedTrainSet,
-                                        check_images)
+from vibe_jax.data.attacks.base import (
+    ATTACKS,
+    Attack,
+    PoisonedTestSet,
+    PoisonedTrainSet,
+    check_images,
+)
 
 
 class UniversalAttack(Attack):
@@ -28,13 +33,16 @@ class UniversalAttack(Attack):
   def __init__(self, *, num_poisoned: int = 0, **common):
     super().__init__(**common)
     if self.label_mode != "all_to_one":
-      raise ValueError("attack.label_mode: UBA attacks choose a target per sample; leave "
-                       "attack.label_mode at 'all_to_one' (attack.target is not used).")
+      raise ValueError(
+          "attack.label_mode: UBA attacks choose a target per sample; leave "
+          "attack.label_mode at 'all_to_one' (attack.target is not used)."
+      )
     if self.num_classes < 2:
       raise ValueError("UBA needs at least two classes.")
     if num_poisoned < 0:
-      raise ValueError(f"attack.params.num_poisoned={num_poisoned} must be >= 0 "
-                       "(0: use attack.rate x N).")
+      raise ValueError(
+          f"attack.params.num_poisoned={num_poisoned} must be >= 0 " "(0: use attack.rate x N)."
+      )
     self.num_poisoned = num_poisoned
 
   def apply_class_trigger(self, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -53,8 +61,9 @@ class UniversalAttack(Attack):
   def poison_indices(self, labels: np.ndarray) -> np.ndarray:
     count = self.num_poisoned or int(round(self.rate * len(labels)))
     if count > len(labels):
-      raise ValueError(f"attack.params.num_poisoned={count} exceeds the {len(labels)} "
-                       "training samples.")
+      raise ValueError(
+          f"attack.params.num_poisoned={count} exceeds the {len(labels)} " "training samples."
+      )
     rng = np.random.default_rng(self.seed)
     return np.sort(rng.choice(len(labels), size=count, replace=False))
 
@@ -73,16 +82,18 @@ class UniversalAttack(Attack):
   def poison_test(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTestSet:
     check_images(images)
     targets = self.draw_targets(labels, np.random.default_rng([self.seed, 2]))
-    return PoisonedTestSet(self.apply_class_trigger(images, targets),
-                           labels.astype(np.int32), targets)
+    return PoisonedTestSet(
+        self.apply_class_trigger(images, targets), labels.astype(np.int32), targets
+    )
 
 
 def class_codes(num_classes: int, cells: int, seed: int) -> np.ndarray:
   """(C, cells, cells, 3) distinct binary colour codes (values 0/1 per channel)."""
   rng = np.random.default_rng(seed)
   if 8 ** (cells * cells) < 4 * num_classes:
-    raise ValueError(f"attack.params.cells={cells} gives too few codes for {num_classes} "
-                     "classes; raise it.")
+    raise ValueError(
+        f"attack.params.cells={cells} gives too few codes for {num_classes} " "classes; raise it."
+    )
   codes, seen = [], set()
   while len(codes) < num_classes:
     code = rng.integers(0, 2, size=(cells, cells, 3), dtype=np.uint8)
@@ -96,14 +107,15 @@ def class_codes(num_classes: int, cells: int, seed: int) -> np.ndarray:
 class UBAPatch(UniversalAttack):
   """Per-class code patch: `cells` x `cells` cells of `cell_size` pixels, bottom-right."""
 
-  def __init__(self, *, cells: int = 4, cell_size: int = 0, trigger_seed: int = 2024,
-               **common):
+  def __init__(self, *, cells: int = 4, cell_size: int = 0, trigger_seed: int = 2024, **common):
     super().__init__(**common)
     height, width = self.image_shape[:2]
     cell_size = cell_size or max(1, min(height, width) // (8 * cells))
     if cells <= 0 or cells * cell_size > min(height, width) // 2:
-      raise ValueError(f"attack.params cells={cells}, cell_size={cell_size}: the code patch "
-                       f"must be at most half of the {height}x{width} image.")
+      raise ValueError(
+          f"attack.params cells={cells}, cell_size={cell_size}: the code patch "
+          f"must be at most half of the {height}x{width} image."
+      )
     self.cells, self.cell_size = cells, cell_size
     codes = class_codes(self.num_classes, cells, trigger_seed) * np.uint8(255)
     self.patches = np.repeat(np.repeat(codes, cell_size, 1), cell_size, 2)  # (C, p, p, 3)
@@ -125,8 +137,7 @@ class UBABlend(UniversalAttack):
       raise ValueError(f"attack.params.alpha={alpha} must lie in (0, 1].")
     self.alpha = alpha
     rng = np.random.default_rng(trigger_seed)
-    self.triggers = rng.integers(0, 256, size=(self.num_classes, *self.image_shape),
-                                 dtype=np.uint8)
+    self.triggers = rng.integers(0, 256, size=(self.num_classes, *self.image_shape), dtype=np.uint8)
 
   def apply_class_trigger(self, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
     triggers = self.triggers[np.asarray(classes)].astype(np.float32)

@@ -22,8 +22,11 @@ def bicubic_align_corners_matrix(in_size: int, out_size: int) -> np.ndarray:
   weights = _cubic_weights(position - base)
   matrix = np.zeros((out_size, in_size))
   for offset in range(4):
-    np.add.at(matrix, (np.arange(out_size), np.clip(base - 1 + offset, 0, in_size - 1)),
-              weights[:, offset])
+    np.add.at(
+        matrix,
+        (np.arange(out_size), np.clip(base - 1 + offset, 0, in_size - 1)),
+        weights[:, offset],
+    )
   return matrix
 
 
@@ -63,8 +66,10 @@ class WaNet(Attack):
     if height != width:
       raise ValueError(f"WaNet needs square images, got {height}x{width}.")
     if grid_size < 2 or strength <= 0:
-      raise ValueError(f"attack.params grid_size={grid_size} (>= 2) and strength={strength} "
-                       "(> 0) are out of range.")
+      raise ValueError(
+          f"attack.params grid_size={grid_size} (>= 2) and strength={strength} "
+          "(> 0) are out of range."
+      )
     self.grid_size, self.strength = grid_size, strength
     self.grid = warping_grid(height, grid_size, strength, self.seed + 7919)
 
