@@ -55,12 +55,16 @@ def learning_rates(train: ml_collections.ConfigDict, train_mu_y: bool = True) ->
   return rates
 
 
+def epoch_permutation(key: jax.Array, epoch: jax.Array, num_samples: int) -> jax.Array:
+  """The order in which epoch `epoch` visits the rows."""
+  return jax.random.permutation(jax.random.fold_in(key, epoch), num_samples)
+
+
 def batch_indices(key: jax.Array, step: jax.Array, num_samples: int, batch_size: int):
   """Indices of mini-batch `step`: shuffled epochs without replacement, last partial batch
   dropped. A pure function of (key, step), so a resumed run draws the same batches."""
-  steps_per_epoch = num_samples // batch_size
-  epoch, position = jnp.divmod(step, steps_per_epoch)
-  permutation = jax.random.permutation(jax.random.fold_in(key, epoch), num_samples)
+  epoch, position = jnp.divmod(step, num_samples // batch_size)
+  permutation = epoch_permutation(key, epoch, num_samples)
   return jax.lax.dynamic_slice(permutation, (position * batch_size,), (batch_size,))
 
 
@@ -96,6 +100,7 @@ def _one_step(
     rest,
     opt_state,
     step,
+    indices=None,
     *,
     graphdef,
     inputs,
@@ -109,8 +114,10 @@ def _one_step(
     augment,
     batch_sharding,
 ):
-  """One M-step on mini-batch `step`; batches and augmentations are pure in (key, step)."""
-  indices = batch_indices(key, step, num_samples, batch_size)
+  """One M-step on mini-batch `step` (rows `indices`, by default `batch_indices`); batches
+  and augmentations are pure in (key, step)."""
+  if indices is None:
+    indices = batch_indices(key, step, num_samples, batch_size)
   batch = inputs[indices]
   if batch_sharding is not None:
     batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
@@ -133,14 +140,34 @@ def _one_step(
     jax.jit, static_argnames=_STATIC, donate_argnames=("params", "rest", "opt_state")
 )
 def _steps_on_device(params, rest, opt_state, first_step, num_steps, **kwargs):
-  def body(i, carry):
-    params, rest, opt_state, loss_sum = carry
-    params, rest, opt_state, loss = _one_step(params, rest, opt_state, first_step + i, **kwargs)
-    return params, rest, opt_state, loss_sum + loss
+  # The epoch's permutation is carried and redrawn only when the epoch changes: the same
+  # batches as `batch_indices`, without sorting all N rows at every step.
+  key, num_samples, batch_size = kwargs["key"], kwargs["num_samples"], kwargs["batch_size"]
+  steps_per_epoch = num_samples // batch_size
 
-  params, rest, opt_state, loss_sum = jax.lax.fori_loop(
-      0, num_steps, body, (params, rest, opt_state, jnp.zeros((), jnp.float32))
+  def body(i, carry):
+    params, rest, opt_state, loss_sum, epoch, permutation = carry
+    step = first_step + i
+    step_epoch, position = jnp.divmod(step, steps_per_epoch)
+    permutation = jax.lax.cond(
+        step_epoch == epoch,
+        lambda: permutation,
+        lambda: epoch_permutation(key, step_epoch, num_samples),
+    )
+    indices = jax.lax.dynamic_slice(permutation, (position * batch_size,), (batch_size,))
+    params, rest, opt_state, loss = _one_step(params, rest, opt_state, step, indices, **kwargs)
+    return params, rest, opt_state, loss_sum + loss, step_epoch, permutation
+
+  epoch = first_step // steps_per_epoch
+  init = (
+      params,
+      rest,
+      opt_state,
+      jnp.zeros((), jnp.float32),
+      epoch,
+      epoch_permutation(key, epoch, num_samples),
   )
+  params, rest, opt_state, loss_sum, _, _ = jax.lax.fori_loop(0, num_steps, body, init)
   return params, rest, opt_state, loss_sum / jnp.maximum(num_steps, 1)
 
 
