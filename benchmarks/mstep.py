@@ -73,11 +73,12 @@ class OursTrainer:
     from flax import nnx
     from vibe_jax.em import mstep
     from vibe_jax.models.vibe import VibeHead, VibeModel
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(1)  # the same initial parameters as the PyTorch head
     centroids = rng.standard_normal((num_classes, feature_dim)).astype(np.float32)
     head = VibeHead(num_classes, feature_dim, kappa=_kappa(num_classes),
                     nu=_kappa(num_classes), prior_temperature=PRIOR_TEMPERATURE,
                     likelihood=likelihood, rngs=nnx.Rngs(0), mu_z=centroids, mu_y=centroids)
+    head.prior_logits.value = jnp.asarray(rng.standard_normal(num_classes), jnp.float32)
     model = VibeModel(head, backbone)
     self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
     self.optimizer = mstep.make_optimizer(_optimizer_config(), self.params)
@@ -217,8 +218,10 @@ def merge_copies_variables():
 
 # ----------------------------------------------------------------------------- PyTorch
 
-def torch_head(num_classes: int, feature_dim: int, likelihood: str):
-  """A PyTorch module with vibe_jax's VibeHead formulas (VIBE_SPEC.md section 1)."""
+def torch_head(num_classes: int, feature_dim: int, likelihood: str, *, mu_z=None, mu_y=None,
+               prior_logits=None):
+  """A PyTorch module with vibe_jax's VibeHead formulas (VIBE_SPEC.md section 1); initial
+  parameters from numpy arrays where given."""
   import torch
   import torch.nn.functional as F
 
@@ -228,11 +231,13 @@ def torch_head(num_classes: int, feature_dim: int, likelihood: str):
     def __init__(self):
       super().__init__()
       rng = np.random.default_rng(1)
-      centroids = torch.from_numpy(rng.standard_normal((num_classes, feature_dim))
-                                   .astype(np.float32))
-      self.mu_z = torch.nn.Parameter(centroids.clone())
-      self.mu_y = torch.nn.Parameter(centroids.clone())
-      self.prior_logits = torch.nn.Parameter(torch.randn(num_classes))
+      centroids = rng.standard_normal((num_classes, feature_dim)).astype(np.float32)
+      tensor = lambda given, default: torch.tensor(
+          np.asarray(default if given is None else given, np.float32))
+      self.mu_z = torch.nn.Parameter(tensor(mu_z, centroids))
+      self.mu_y = torch.nn.Parameter(tensor(mu_y, centroids))
+      self.prior_logits = torch.nn.Parameter(
+          tensor(prior_logits, rng.standard_normal(num_classes)))
 
     def ln_joint(self, features, given):
       mu_z = F.normalize(self.mu_z, dim=1)
@@ -257,12 +262,13 @@ class TorchTrainer:
   """The same M-step in PyTorch: SGD(momentum 0.9, weight_decay 5e-4), two lr groups."""
 
   def __init__(self, inputs, given, pseudo, num_classes: int, likelihood: str,
-               backbone=None, feature_dim: int = FEATURE_DIM, batch_size: int = BATCH_SIZE):
+               backbone=None, feature_dim: int = FEATURE_DIM, batch_size: int = BATCH_SIZE,
+               head=None):
     import torch
     torch.manual_seed(0)
     self.torch = torch
     self.backbone = backbone
-    self.head = torch_head(num_classes, feature_dim, likelihood)
+    self.head = head if head is not None else torch_head(num_classes, feature_dim, likelihood)
     groups = [{"params": [self.head.mu_z, self.head.mu_y], "lr": LR},
               {"params": [self.head.prior_logits], "lr": PRIOR_LR}]
     if backbone is not None:
@@ -436,8 +442,8 @@ def run(quick: bool = False, steps: int | None = None, resnet_steps: int | None 
   table.notes += [
       "warm-up: ours' first call (1 step) includes the XLA compile; torch's 10 steps.",
       "Both single-threaded when run with --threads 1 (the default here).",
-      "Losses differ between implementations: different random initial prior logits and "
-      "batch order; the formulas are the same."]
+      "Same initial parameters and formulas; the mean losses differ a little because the "
+      "batch order differs (jax.random vs torch.randperm)."]
 
   resnet_table = common.Table(
       f"M-step throughput, ResNet-18 (CIFAR stem{', width 8' if quick else ''}) fine-tuning, "
