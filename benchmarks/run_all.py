@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+import traceback
 
 from benchmarks import common
 
@@ -121,23 +122,35 @@ def main(argv=None) -> None:
   from benchmarks import em, estep, memory_plan, mstep
   info = common.machine_info()
   started = time.time()
-  results, tables = {}, []
+  results, tables, failures = {}, [], []
   log = lambda message: print(message, flush=True)
-  if "estep" in sections:
-    results["estep"] = estep.run(quick=args.quick, budget_s=args.budget_s, log=log)
-    tables.append(("E-step", results["estep"]["tables"]))
-  if "mstep" in sections:
-    results["mstep"] = mstep.run(quick=args.quick, resnet_module=args.resnet_module, log=log)
-    tables.append(("M-step", results["mstep"]["tables"]))
-  if "em" in sections:
-    results["em"] = em.run(quick=args.quick, log=log)
-    tables.append(("EM block", results["em"]["tables"]))
-  if "memory" in sections:
-    log("memory plan (ImageNet-1k)")
+
+  def memory_section() -> dict:
     plan = memory_plan.measure()
-    results["memory"] = plan
-    tables.append(("Memory plan: ImageNet-1k E-step", memory_plan.tables(
-        plan, results.get("estep", {}).get("facts"), results.get("estep", {}).get("memory"))))
+    return {"plan": plan, "tables": memory_plan.tables(
+        plan, results.get("estep", {}).get("facts"), results.get("estep", {}).get("memory"))}
+
+  runners = {
+      "estep": ("E-step", lambda: estep.run(quick=args.quick, budget_s=args.budget_s, log=log)),
+      "mstep": ("M-step", lambda: mstep.run(quick=args.quick, resnet_module=args.resnet_module,
+                                           log=log)),
+      "em": ("EM block", lambda: em.run(quick=args.quick, log=log)),
+      "memory": ("Memory plan: ImageNet-1k E-step", memory_section)}
+  for section in SECTIONS:
+    if section not in sections:
+      continue
+    title, runner = runners[section]
+    log(f"== {title}")
+    try:
+      results[section] = runner()
+    except Exception:  # one broken section must not lose the others' figures
+      failures.append(f"{title}: {traceback.format_exc()}")
+      log(failures[-1])
+      failed = common.Table(f"{title}: FAILED", ["error"])
+      failed.add(traceback.format_exc().strip().splitlines()[-1].replace("|", "/"))
+      tables.append((title, [failed]))
+      continue
+    tables.append((title, results[section]["tables"]))
   elapsed = time.time() - started
 
   for _, section_tables in tables:
@@ -153,9 +166,12 @@ def main(argv=None) -> None:
       f.write(markdown)
     facts = {key: {k: v for k, v in value.items() if k != "tables"}
              for key, value in results.items()}
+    facts["failures"] = failures
     with open(os.path.splitext(output)[0] + ".json", "w") as f:
       json.dump({"machine": info, "results": facts}, f, indent=1, default=str)
     print(f"wrote {output}")
+  if failures:
+    sys.exit(f"{len(failures)} benchmark section(s) failed")
 
 
 if __name__ == "__main__":
