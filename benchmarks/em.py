@@ -9,7 +9,8 @@ logits on both sides.
 
 ours:  vibe_jax.em.loop.run_estep (ln P over the training set in batches of
        features.batch_size, ott Sinkhorn at tol 1e-4 with momentum, the label diagnostics)
-       then vibe_jax.em.mstep.train_steps for T steps; configs/common.py defaults. Timed
+       then vibe_jax.em.mstep.train_steps for T steps in one device loop, on data laid out
+       by loop.shard_training_data, as loop.fit does; configs/common.py defaults. Timed
        after one warm-up block (1 M-step) that compiles everything; the warm-up is reported.
 torch: ln P in batches of 1,024 with the PyTorch head of benchmarks/mstep.py, the
        reference-style E-step (10,001 Sinkhorn iterations, benchmarks/estep.py), T PyTorch
@@ -43,10 +44,12 @@ def _problem(num_samples: int, num_classes: int):
 
 def ours_block(features, true, given, centroids, prior_logits, period: int,
                permutation_per_epoch: bool = False) -> dict:
+  """Our block as loop.fit runs it: data sharded on a 1-device mesh, run_estep, then
+  train_steps with a device loop (frozen features). Times one warm-up block, then one."""
   import jax
-  import jax.numpy as jnp
   from flax import nnx
   from configs import common as configs_common
+  from vibe_jax import parallel
   from vibe_jax.em import loop, mstep
   from vibe_jax.models.vibe import VibeHead, VibeModel
 
@@ -56,15 +59,16 @@ def ours_block(features, true, given, centroids, prior_logits, period: int,
   head = VibeHead(num_classes, FEATURE_DIM, kappa=kappa, nu=kappa,
                   prior_temperature=config.vibe.prior_temperature, likelihood="a",
                   rngs=nnx.Rngs(0), mu_z=centroids, mu_y=centroids)
-  head.prior_logits.value = jnp.asarray(prior_logits)
-  model = VibeModel(head)
-  data = loop.TrainData(jnp.asarray(features), jnp.asarray(given), true,
-                        np.zeros(len(given), bool))
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  head.prior_logits.value = jax.numpy.asarray(prior_logits)
+  mesh = parallel.make_mesh(1)
+  data = loop.shard_training_data(features, given, true, np.zeros(len(given), bool), mesh)
+  graphdef, params, rest = nnx.split(VibeModel(head), nnx.Param, ...)
   optimizer = mstep.make_optimizer(config.train, params)
-  opt_state = optimizer.init(params)
+  params, rest = parallel.replicate_tree((params, rest), mesh)
+  state = {"params": params, "rest": rest, "step": 0,
+           "opt_state": parallel.replicate_tree(optimizer.init(params), mesh)}
   key = jax.random.key(config.seed)
-  state = {"params": params, "rest": rest, "opt_state": opt_state, "step": 0}
+  batch_sharding = parallel.data_sharded(mesh)
 
   def block(num_steps: int) -> dict:
     times = {}
@@ -76,11 +80,13 @@ def ours_block(features, true, given, centroids, prior_logits, period: int,
     state["params"], state["rest"], state["opt_state"], loss = common.block(mstep.train_steps(
         graphdef, state["params"], state["rest"], state["opt_state"], inputs=data.inputs,
         given_labels=data.given_labels, pseudo_labels=labels, key=key,
-        first_step=jnp.asarray(state["step"]), num_steps=jnp.asarray(num_steps),
-        optimizer=optimizer, objective="vibe", batch_size=config.train.batch_size))
+        first_step=state["step"], num_steps=num_steps, optimizer=optimizer,
+        objective="vibe", batch_size=config.train.batch_size, num_samples=data.num_valid,
+        batch_sharding=batch_sharding, device_loop=True))
     times["msteps"] = time.perf_counter() - start
     state["step"] += num_steps
-    return {**times, "total": times["estep"] + times["msteps"], "labels": np.asarray(labels),
+    return {**times, "total": times["estep"] + times["msteps"],
+            "labels": parallel.to_host(labels)[:data.num_valid],
             "iterations": record["sinkhorn_iterations"], "loss": float(loss)}
 
   def run_blocks() -> tuple[dict, dict]:

@@ -220,7 +220,8 @@ def run_cell(kind: str, num_samples: int, num_classes: int, *, budget_s: float,
   facts.update(torch_ms_per_iteration=1e3 * torch_per_it, ours_ms_per_iteration=1e3 * ours_per_it,
                torch_probe_iterations=torch_probe_its, ours_probe_iterations=ours_probe_its)
   log(f"  [{kind} N={num_samples} C={num_classes}] per iteration: torch "
-      f"{1e3 * torch_per_it:.2f} ms, ours {1e3 * ours_per_it:.2f} ms  (load {common.load_average()})")
+      f"{1e3 * torch_per_it:.2f} ms, ours {1e3 * ours_per_it:.2f} ms  "
+      f"(load {common.load_average()})")
 
   rows = []
   # Reference-style: exactly 10,001 iterations (fewer only in --quick mode, labelled).

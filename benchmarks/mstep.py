@@ -1,11 +1,12 @@
 """M-step throughput: our jitted `train_steps` vs the same step written in PyTorch.
 
-  python -m benchmarks.mstep [--quick] [--steps 1000] [--threads 1] [--resnet-module PATH]
+  python -m benchmarks.mstep [--quick] [--steps 1000] [--threads 1]
 
 Frozen-feature path: VibeModel(VibeHead) on random unit-norm 512-d features (N = 50,000),
 batch 256, likelihood a and f, C = 10 and 100; loss mean -ln P[i, l_i]; SGD momentum 0.9,
 weight decay 5e-4 (coupled, PyTorch-style), lr 1e-3 for mu_z / mu_y and 0.1 for the prior.
-The PyTorch step uses the same formulas as vibe_jax/models/vibe.py (including the
+Ours runs `train_steps(..., device_loop=True)`, as loop.fit does without a backbone. The
+PyTorch step uses the same formulas as vibe_jax/models/vibe.py (including the
 log-matmul-exp normaliser of variant F) and the fastest plain-PyTorch batching (a
 torch.randperm per epoch, tensor indexing; no DataLoader). No augmentation on either side.
 
@@ -14,19 +15,16 @@ The row "ours, permutation per epoch (diagnostic)" runs the library's train_step
 per-epoch permutations: the same batches, without a 50,000-element permutation per step.
 
 ResNet-18 (CIFAR stem) fine-tuning: VibeModel with vibe_jax.models.resnet.ResNet as the
-backbone vs a PyTorch ResNet-18 defined here, batch 256 of 32x32 images, a few steps. It is
-skipped with a message while vibe_jax/models/resnet.py does not exist; --resnet-module PATH
-loads the module from a file instead (to try a branch before it lands).
+backbone (train mode: BatchNorm on batch statistics) vs a PyTorch ResNet-18 defined here,
+batch 256 of 32x32 images, a few steps. Ours runs `train_steps(..., device_loop=False)`
+(one compiled call per step), as loop.fit does for backbones; the diagnostic row runs the
+same steps inside one fori_loop (device_loop=True) to show why loop.fit does not.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
-import importlib.util
-import math
-import sys
 import time
 
 import numpy as np
@@ -67,7 +65,8 @@ class OursTrainer:
   """The library's M-step (vibe_jax.em.mstep.train_steps) on a VibeModel."""
 
   def __init__(self, inputs, given, pseudo, num_classes: int, likelihood: str,
-               backbone=None, feature_dim: int = FEATURE_DIM, batch_size: int = BATCH_SIZE):
+               backbone=None, feature_dim: int = FEATURE_DIM, batch_size: int = BATCH_SIZE,
+               device_loop: bool | None = None):
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -87,83 +86,28 @@ class OursTrainer:
                                             jnp.asarray(pseudo))
     self.key = jax.random.key(0)
     self.batch_size = batch_size
+    # loop.fit's choice unless told otherwise: a device loop for frozen features only.
+    self.device_loop = backbone is None if device_loop is None else device_loop
     self.step = 0
 
   def run(self, num_steps: int) -> tuple[float, float]:
     """(seconds, mean loss) for `num_steps` steps in one train_steps call."""
-    import jax.numpy as jnp
     from vibe_jax.em import mstep
     start = time.perf_counter()
     self.params, self.rest, self.opt_state, loss = common.block(mstep.train_steps(
         self.graphdef, self.params, self.rest, self.opt_state, inputs=self.inputs,
         given_labels=self.given, pseudo_labels=self.pseudo, key=self.key,
-        first_step=jnp.asarray(self.step), num_steps=jnp.asarray(num_steps),
-        optimizer=self.optimizer, objective="vibe", batch_size=self.batch_size))
+        first_step=self.step, num_steps=num_steps, optimizer=self.optimizer,
+        objective="vibe", batch_size=self.batch_size, device_loop=self.device_loop))
     self.step += num_steps
     return time.perf_counter() - start, float(loss)
-
-
-class OursSingleStepTrainer(OursTrainer):
-  """Diagnostic, harness-only: the body of train_steps' fori_loop (batch_indices,
-  objective_loss, optimizer update) jitted as ONE step and called from a Python loop.
-
-  On XLA:CPU the backward convolutions inside a while loop keep layouts its fast (Eigen)
-  convolution path does not take (dim_labels f01b_i01o->01bf, b01f_01oi->b01f, against
-  b01f_01io->b01f outside the loop) and fall back to a naive loop emitter; outside the
-  loop they are canonicalised with transposes. This row measures that effect.
-  """
-
-  def run(self, num_steps: int) -> tuple[float, float]:
-    import jax.numpy as jnp
-    start = time.perf_counter()
-    loss_sum = 0.0
-    for _ in range(num_steps):
-      self.params, self.rest, self.opt_state, loss = _single_step(
-          self.graphdef, self.params, self.rest, self.opt_state, self.inputs, self.given,
-          self.pseudo, self.key, jnp.asarray(self.step), optimizer=self.optimizer,
-          batch_size=self.batch_size)
-      loss_sum += loss
-      self.step += 1
-    loss_sum = float(common.block(loss_sum))
-    return time.perf_counter() - start, loss_sum / max(num_steps, 1)
-
-
-def _single_step_impl(graphdef, params, rest, opt_state, inputs, given, pseudo, key, step, *,
-                      optimizer, batch_size):
-  import jax
-  import optax
-  from flax import nnx
-  from vibe_jax.em import mstep
-  indices = mstep.batch_indices(key, step, inputs.shape[0], batch_size)
-  batch = inputs[indices]
-
-  def loss_fn(params):
-    model = nnx.merge(graphdef, params, rest, copy=True)
-    loss = mstep.objective_loss(model, batch, given[indices], pseudo[indices], "vibe")
-    return loss, nnx.state(model, nnx.Not(nnx.Param))
-
-  (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-  updates, opt_state = optimizer.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), rest, opt_state, loss
-
-
-def _single_step(*args, **kwargs):
-  import jax
-  global _single_step_jit
-  if _single_step_jit is None:
-    _single_step_jit = jax.jit(_single_step_impl, static_argnames=("graphdef", "optimizer",
-                                                                  "batch_size"),
-                               donate_argnames=("params", "rest", "opt_state"))
-  return _single_step_jit(*args, **kwargs)
-
-
-_single_step_jit = None
 
 
 @contextlib.contextmanager
 def per_epoch_permutation(key, num_samples: int, batch_size: int, num_steps: int):
   """Diagnostic, harness-only: swaps mstep.batch_indices for a lookup into precomputed
-  per-epoch permutations (identical batches), and restores it afterwards."""
+  per-epoch permutations (identical batches), and restores it afterwards. Compiled
+  programs are dropped on both sides of the swap so neither version leaks into the other."""
   import jax
   import jax.numpy as jnp
   from vibe_jax.em import mstep
@@ -178,42 +122,12 @@ def per_epoch_permutation(key, num_samples: int, batch_size: int, num_steps: int
     return jax.lax.dynamic_slice(table[epoch], (position * batch_size,), (batch_size,))
 
   mstep.batch_indices = batch_indices
-  mstep.train_steps.clear_cache()
+  jax.clear_caches()
   try:
     yield
   finally:
     mstep.batch_indices = original
-    mstep.train_steps.clear_cache()
-
-
-@contextlib.contextmanager
-def merge_copies_variables():
-  """Harness-only patch: train_steps' nnx.merge(graphdef, params, rest) with copy=True.
-
-  Without the copy, the merged model reuses the BatchStat Variables of the fori_loop carry,
-  and BatchNorm's running-average update inside jax.value_and_grad fails with
-  "TraceContextError: Cannot mutate BatchStat from a different trace level" (flax 0.12).
-  """
-  from flax import nnx
-  from vibe_jax.em import mstep
-
-  class CopyingNnx:
-    def __getattr__(self, name):
-      return getattr(nnx, name)
-
-    @staticmethod
-    def merge(*args, **kwargs):
-      kwargs.setdefault("copy", True)
-      return nnx.merge(*args, **kwargs)
-
-  original = mstep.nnx
-  mstep.nnx = CopyingNnx()
-  mstep.train_steps.clear_cache()
-  try:
-    yield
-  finally:
-    mstep.nnx = original
-    mstep.train_steps.clear_cache()
+    jax.clear_caches()
 
 
 # ----------------------------------------------------------------------------- PyTorch
@@ -352,45 +266,11 @@ def torch_resnet18_cifar(width: int = 64):
 
 # ----------------------------------------------------------------------------- ResNet (ours)
 
-def load_resnet_module(path: str | None):
-  """vibe_jax.models.resnet, or the module in `path`; None (with the reason) if absent."""
-  if path:
-    spec = importlib.util.spec_from_file_location("_bench_resnet", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module, f"loaded from {path}"
-  try:
-    return importlib.import_module("vibe_jax.models.resnet"), "vibe_jax.models.resnet"
-  except ModuleNotFoundError as error:
-    if error.name != "vibe_jax.models.resnet":
-      raise
-    return None, ("skipped: vibe_jax/models/resnet.py does not exist yet (branch "
-                  "resnet-convert has not landed on main); rerun with --resnet-module FILE "
-                  "to benchmark a copy")
-
-
-def jax_resnet_backbone(module, width: int = 64):
-  """The ResNet-18 (CIFAR stem), adapted to VibeModel.features' `backbone(x, train=...)`.
-
-  vibe_jax.models.resnet.ResNet takes no `train` argument (its BatchNorm mode is NNX's
-  model.train() / model.eval()), so a thin adapter drops it; the model is put in train
-  mode before nnx.split, so the M-step normalises with batch statistics, as PyTorch's.
-  """
-  from flax import nnx
-
-  class TrainKwargAdapter(nnx.Module):
-    def __init__(self, backbone):
-      self.backbone = backbone
-
-    def __call__(self, x, train: bool = False):
-      del train
-      return self.backbone(x)
-
-  extra = {} if width == 64 else {"width": width}
-  resnet = module.ResNet("resnet18", stem="cifar", rngs=nnx.Rngs(0), **extra)
-  resnet.train()
-  return TrainKwargAdapter(resnet), resnet.feature_dim
+def jax_resnet18_cifar(width: int = 64):
+  """vibe_jax's ResNet-18 (CIFAR stem), fresh, in train mode; (backbone, feature dim)."""
+  from vibe_jax.models.backbone import build_backbone
+  resnet = build_backbone("resnet18", "cifar", width)
+  return resnet, resnet.feature_dim
 
 
 # ----------------------------------------------------------------------------- tables
@@ -402,12 +282,11 @@ def _throughput(trainer, steps: int, batch_size: int, warmup_steps: int):
 
 
 def run(quick: bool = False, steps: int | None = None, resnet_steps: int | None = None,
-        resnet_batch: int | None = None, resnet_module: str | None = None,
-        diagnostic: bool = True, log=print) -> dict:
+        resnet_batch: int | None = None, diagnostic: bool = True, log=print) -> dict:
+  """Frozen-feature and ResNet-18 tables; {'tables', 'facts', 'resnet'}."""
   steps = steps or (50 if quick else 1000)
   resnet_steps = resnet_steps or (1 if quick else 3)
   resnet_batch = resnet_batch or (8 if quick else BATCH_SIZE)
-  resnet_width = 8 if quick else 64  # quick: a narrow ResNet-18, only to exercise the code
   num_samples = 2_000 if quick else NUM_SAMPLES
   cases = FROZEN_CASES[:1] if quick else FROZEN_CASES
   table = common.Table(
@@ -445,68 +324,51 @@ def run(quick: bool = False, steps: int | None = None, resnet_steps: int | None 
       "Same initial parameters and formulas; the mean losses differ a little because the "
       "batch order differs (jax.random vs torch.randperm)."]
 
-  resnet_table = common.Table(
-      f"M-step throughput, ResNet-18 (CIFAR stem{', width 8' if quick else ''}) fine-tuning, "
-      f"batch {resnet_batch} of 32x32, {resnet_steps} steps timed after 1 warm-up step",
-      ["implementation", "samples/s", "s/step", "vs torch", "warm-up (compile)"])
-  module, how = load_resnet_module(resnet_module)
-  resnet_facts = {"status": how}
-  if module is None:
-    resnet_table.notes.append(how)
-    log(f"ResNet-18: {how}")
-  else:
-    log(f"ResNet-18 ({how})  (load {common.load_average()})")
-    rng = np.random.default_rng(0)
-    num_images = max(2 * resnet_batch, 512 if not quick else 16)
-    images = rng.standard_normal((num_images, 32, 32, 3)).astype(np.float32)
-    given = rng.integers(10, size=num_images).astype(np.int32)
-    pseudo = given.copy()
-    backbone = torch_resnet18_cifar(resnet_width)
-    torch_trainer = TorchTrainer(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), given,
-                                 pseudo, 10, "a", backbone=backbone,
-                                 feature_dim=8 * resnet_width, batch_size=resnet_batch)
-    torch_result = _throughput(torch_trainer, resnet_steps, resnet_batch, warmup_steps=1)
-    from flax import errors as flax_errors
-    ours_name = "ours (vibe_jax train_steps)"
-    try:
-      adapter, feature_dim = jax_resnet_backbone(module, resnet_width)
-      ours = OursTrainer(images, given, pseudo, 10, "a", backbone=adapter,
-                         feature_dim=feature_dim, batch_size=resnet_batch)
-      ours_result = _throughput(ours, resnet_steps, resnet_batch, warmup_steps=1)
-    except flax_errors.TraceContextError as error:
-      message = str(error).splitlines()[0]
-      log(f"  train_steps failed on the BatchNorm backbone ({message}); rerunning it with "
-          "nnx.merge(..., copy=True) patched in by the harness")
-      resnet_table.notes.append(
-          f"vibe_jax train_steps as committed FAILS on a BatchNorm backbone: {message}. "
-          "The row is train_steps with its nnx.merge(graphdef, params, rest) given "
-          "copy=True by a harness-only patch (the suggested one-line fix).")
-      resnet_facts["train_steps_error"] = message
-      ours_name = "ours (train_steps + merge copy=True)"
-      with merge_copies_variables():
-        adapter, feature_dim = jax_resnet_backbone(module, resnet_width)
-        ours = OursTrainer(images, given, pseudo, 10, "a", backbone=adapter,
-                           feature_dim=feature_dim, batch_size=resnet_batch)
-        ours_result = _throughput(ours, resnet_steps, resnet_batch, warmup_steps=1)
-    rows = [("torch", torch_result), (ours_name, ours_result)]
-    if diagnostic:
-      adapter, feature_dim = jax_resnet_backbone(module, resnet_width)
-      single = OursSingleStepTrainer(images, given, pseudo, 10, "a", backbone=adapter,
-                                     feature_dim=feature_dim, batch_size=resnet_batch)
-      rows.append(("ours, one jitted step per call (diagnostic)",
-                   _throughput(single, resnet_steps, resnet_batch, warmup_steps=1)))
-    for name, (rate, per_step, warm, _) in rows:
-      resnet_table.add(name, f"{rate:,.1f}", f"{per_step:.2f}",
-                       "-" if name == "torch" else f"{rate / torch_result[0]:.2f}x",
-                       common.fmt_seconds(warm))
-      log(f"  {name}: {rate:,.1f} samples/s")
-    resnet_facts.update({name: {"samples_per_s": r[0], "s_per_step": r[1]} for name, r in rows})
-    resnet_table.notes += [
-        f"backbone: {how}; BatchNorm in train mode on both sides; SGD as above on all "
-        "parameters; no augmentation.",
-        "VibeModel.features calls backbone(x, train=...) but ResNet.__call__ takes no "
-        "`train`; the benchmark wraps it in a 2-line adapter (see the report)."]
+  resnet_table, resnet_facts = run_resnet(quick, resnet_steps, resnet_batch, diagnostic, log)
   return {"tables": [table, resnet_table], "facts": facts, "resnet": resnet_facts}
+
+
+def run_resnet(quick: bool, steps: int, batch_size: int, diagnostic: bool,
+               log=print) -> tuple[common.Table, dict]:
+  """ResNet-18 (CIFAR stem) fine-tuning steps, ours vs torch, on random 32x32 images."""
+  width = 8 if quick else 64  # quick: a narrow ResNet-18, only to exercise the code
+  table = common.Table(
+      f"M-step throughput, ResNet-18 (CIFAR stem{', width 8' if quick else ''}) fine-tuning, "
+      f"batch {batch_size} of 32x32, {steps} steps timed after 1 warm-up step",
+      ["implementation", "samples/s", "s/step", "vs torch", "warm-up (compile)"])
+  log(f"ResNet-18 width {width}, batch {batch_size}  (load {common.load_average()})")
+  rng = np.random.default_rng(0)
+  num_images = max(2 * batch_size, 16 if quick else 512)
+  images = rng.standard_normal((num_images, 32, 32, 3)).astype(np.float32)
+  given = rng.integers(10, size=num_images).astype(np.int32)
+  pseudo = given.copy()
+  torch_trainer = TorchTrainer(np.ascontiguousarray(images.transpose(0, 3, 1, 2)), given,
+                               pseudo, 10, "a", backbone=torch_resnet18_cifar(width),
+                               feature_dim=8 * width, batch_size=batch_size)
+  rows = [("torch", _throughput(torch_trainer, steps, batch_size, warmup_steps=1))]
+  log(f"  torch: {rows[-1][1][0]:,.1f} samples/s")
+  variants = [("ours (train_steps, one call per step)", False)]
+  if diagnostic:
+    variants.append(("ours, device_loop=True (diagnostic)", True))
+  for name, device_loop in variants:
+    backbone, feature_dim = jax_resnet18_cifar(width)
+    ours = OursTrainer(images, given, pseudo, 10, "a", backbone=backbone,
+                       feature_dim=feature_dim, batch_size=batch_size, device_loop=device_loop)
+    rows.append((name, _throughput(ours, steps, batch_size, warmup_steps=1)))
+    log(f"  {name}: {rows[-1][1][0]:,.1f} samples/s")
+  torch_rate = rows[0][1][0]
+  for name, (rate, per_step, warm, _) in rows:
+    table.add(name, f"{rate:,.1f}", f"{per_step:.2f}",
+              "-" if name == "torch" else f"{rate / torch_rate:.2f}x", common.fmt_seconds(warm))
+  table.notes += [
+      "backbone: vibe_jax.models.resnet.ResNet (build_backbone) vs the PyTorch ResNet-18 "
+      "above; BatchNorm in train mode on both sides; SGD as above on all parameters; no "
+      "augmentation. warm-up: one step (ours: includes the XLA compile).",
+      "ours runs train_steps(device_loop=False), as loop.fit does for backbones; the "
+      "diagnostic row runs the same steps inside one fori_loop (device_loop=True), which "
+      "XLA:CPU compiles to slower convolutions."]
+  facts = {name: {"samples_per_s": r[0], "s_per_step": r[1]} for name, r in rows}
+  return table, facts
 
 
 def main(argv=None) -> None:
@@ -515,16 +377,13 @@ def main(argv=None) -> None:
   parser.add_argument("--steps", type=int, default=None, help="timed M-steps (frozen path)")
   parser.add_argument("--resnet-steps", type=int, default=None)
   parser.add_argument("--resnet-batch", type=int, default=None)
-  parser.add_argument("--resnet-module", default=None,
-                      help="load the Flax ResNet from this file instead of vibe_jax")
   parser.add_argument("--no-diagnostic", action="store_true")
   parser.add_argument("--threads", type=int, default=common.default_threads())
   args = parser.parse_args(argv)
   common.configure_threads(args.threads)
   common.set_torch_threads(args.threads)
   out = run(quick=args.quick, steps=args.steps, resnet_steps=args.resnet_steps,
-            resnet_batch=args.resnet_batch, resnet_module=args.resnet_module,
-            diagnostic=not args.no_diagnostic)
+            resnet_batch=args.resnet_batch, diagnostic=not args.no_diagnostic)
   for table in out["tables"]:
     print(table.text())
 

@@ -88,9 +88,9 @@ def render_markdown(info: dict, results: dict, tables: list, command: str, elaps
       lines.append(table.markdown())
   lines += ["## Reproduce", "",
             "    python -m benchmarks                      # this file",
-            "    python -m benchmarks --quick              # CI smoke run (tests/test_benchmarks.py)",
+            "    python -m benchmarks --quick              # CI smoke run (tests/)",
             "    python -m benchmarks.estep --cells 50000x10 --kinds late_em",
-            "    python -m benchmarks.mstep --resnet-module PATH/TO/resnet.py",
+            "    python -m benchmarks.mstep --steps 200",
             ""]
   return "\n".join(lines)
 
@@ -104,8 +104,6 @@ def main(argv=None) -> None:
                       help="E-step: runs estimated above this many seconds are extrapolated")
   parser.add_argument("--sections", default=",".join(SECTIONS),
                       help=f"comma-separated subset of {SECTIONS}")
-  parser.add_argument("--resnet-module", default=None,
-                      help="M-step: load the Flax ResNet from this file")
   parser.add_argument("--output", default=None,
                       help=f"markdown file to write (default {DEFAULT_OUTPUT}; none with --quick)")
   args = parser.parse_args(argv)
@@ -132,8 +130,7 @@ def main(argv=None) -> None:
 
   runners = {
       "estep": ("E-step", lambda: estep.run(quick=args.quick, budget_s=args.budget_s, log=log)),
-      "mstep": ("M-step", lambda: mstep.run(quick=args.quick, resnet_module=args.resnet_module,
-                                           log=log)),
+      "mstep": ("M-step", lambda: mstep.run(quick=args.quick, log=log)),
       "em": ("EM block", lambda: em.run(quick=args.quick, log=log)),
       "memory": ("Memory plan: ImageNet-1k E-step", memory_section)}
   for section in SECTIONS:
