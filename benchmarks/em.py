@@ -163,7 +163,10 @@ def run(quick: bool = False, period: int | None = None, diagnostic: bool = True,
       "diagnostics (loop.run_estep). Times exclude ours' one-off compile (warm-up column: one "
       "block with a single M-step, run first).",
       "labels agree: E-step pseudo-labels vs the PyTorch reference-style run on the same "
-      "initial parameters."]
+      "initial parameters.",
+      "ours' M-steps include a permutation of all N rows per step (mstep.batch_indices); the "
+      "diagnostic row draws the same batches from precomputed per-epoch permutations "
+      "(harness-only patch, see the M-step section)."]
   facts = {name: {k: v for k, v in r.items() if k != "labels"} for name, r in results.items()}
   return {"tables": [table], "facts": facts}
 

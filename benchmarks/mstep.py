@@ -17,8 +17,8 @@ per-epoch permutations: the same batches, without a 50,000-element permutation p
 ResNet-18 (CIFAR stem) fine-tuning: VibeModel with vibe_jax.models.resnet.ResNet as the
 backbone (train mode: BatchNorm on batch statistics) vs a PyTorch ResNet-18 defined here,
 batch 256 of 32x32 images, a few steps. Ours runs `train_steps(..., device_loop=False)`
-(one compiled call per step), as loop.fit does for backbones; the diagnostic row runs the
-same steps inside one fori_loop (device_loop=True) to show why loop.fit does not.
+(one compiled call per step), as loop.fit does for backbones; --resnet-device-loop adds the
+same steps inside one fori_loop (device_loop=True), to show why loop.fit does not.
 """
 
 from __future__ import annotations
@@ -282,7 +282,8 @@ def _throughput(trainer, steps: int, batch_size: int, warmup_steps: int):
 
 
 def run(quick: bool = False, steps: int | None = None, resnet_steps: int | None = None,
-        resnet_batch: int | None = None, diagnostic: bool = True, log=print) -> dict:
+        resnet_batch: int | None = None, diagnostic: bool = True,
+        resnet_device_loop: bool = False, log=print) -> dict:
   """Frozen-feature and ResNet-18 tables; {'tables', 'facts', 'resnet'}."""
   steps = steps or (50 if quick else 1000)
   resnet_steps = resnet_steps or (1 if quick else 3)
@@ -324,13 +325,18 @@ def run(quick: bool = False, steps: int | None = None, resnet_steps: int | None 
       "Same initial parameters and formulas; the mean losses differ a little because the "
       "batch order differs (jax.random vs torch.randperm)."]
 
-  resnet_table, resnet_facts = run_resnet(quick, resnet_steps, resnet_batch, diagnostic, log)
+  resnet_table, resnet_facts = run_resnet(quick, resnet_steps, resnet_batch,
+                                          resnet_device_loop, log)
   return {"tables": [table, resnet_table], "facts": facts, "resnet": resnet_facts}
 
 
-def run_resnet(quick: bool, steps: int, batch_size: int, diagnostic: bool,
+def run_resnet(quick: bool, steps: int, batch_size: int, device_loop_row: bool = False,
                log=print) -> tuple[common.Table, dict]:
-  """ResNet-18 (CIFAR stem) fine-tuning steps, ours vs torch, on random 32x32 images."""
+  """ResNet-18 (CIFAR stem) fine-tuning steps, ours vs torch, on random 32x32 images.
+
+  `device_loop_row` adds train_steps(device_loop=True), off by default: on XLA:CPU it runs
+  several times slower than the per-step calls loop.fit makes, and takes minutes a step.
+  """
   width = 8 if quick else 64  # quick: a narrow ResNet-18, only to exercise the code
   table = common.Table(
       f"M-step throughput, ResNet-18 (CIFAR stem{', width 8' if quick else ''}) fine-tuning, "
@@ -348,7 +354,7 @@ def run_resnet(quick: bool, steps: int, batch_size: int, diagnostic: bool,
   rows = [("torch", _throughput(torch_trainer, steps, batch_size, warmup_steps=1))]
   log(f"  torch: {rows[-1][1][0]:,.1f} samples/s")
   variants = [("ours (train_steps, one call per step)", False)]
-  if diagnostic:
+  if device_loop_row:
     variants.append(("ours, device_loop=True (diagnostic)", True))
   for name, device_loop in variants:
     backbone, feature_dim = jax_resnet18_cifar(width)
@@ -364,9 +370,9 @@ def run_resnet(quick: bool, steps: int, batch_size: int, diagnostic: bool,
       "backbone: vibe_jax.models.resnet.ResNet (build_backbone) vs the PyTorch ResNet-18 "
       "above; BatchNorm in train mode on both sides; SGD as above on all parameters; no "
       "augmentation. warm-up: one step (ours: includes the XLA compile).",
-      "ours runs train_steps(device_loop=False), as loop.fit does for backbones; the "
-      "diagnostic row runs the same steps inside one fori_loop (device_loop=True), which "
-      "XLA:CPU compiles to slower convolutions."]
+      "ours runs train_steps(device_loop=False), as loop.fit does for backbones (XLA:CPU "
+      "compiles the convolutions inside one fori_loop to slower kernels; "
+      "`python -m benchmarks.mstep --resnet-device-loop` adds that variant as a row)."]
   facts = {name: {"samples_per_s": r[0], "s_per_step": r[1]} for name, r in rows}
   return table, facts
 
@@ -378,12 +384,15 @@ def main(argv=None) -> None:
   parser.add_argument("--resnet-steps", type=int, default=None)
   parser.add_argument("--resnet-batch", type=int, default=None)
   parser.add_argument("--no-diagnostic", action="store_true")
+  parser.add_argument("--resnet-device-loop", action="store_true",
+                      help="also time the ResNet steps in one device loop (slow on CPU)")
   parser.add_argument("--threads", type=int, default=common.default_threads())
   args = parser.parse_args(argv)
   common.configure_threads(args.threads)
   common.set_torch_threads(args.threads)
   out = run(quick=args.quick, steps=args.steps, resnet_steps=args.resnet_steps,
-            resnet_batch=args.resnet_batch, diagnostic=not args.no_diagnostic)
+            resnet_batch=args.resnet_batch, diagnostic=not args.no_diagnostic,
+            resnet_device_loop=args.resnet_device_loop)
   for table in out["tables"]:
     print(table.text())
 
