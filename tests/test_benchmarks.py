@@ -82,6 +82,52 @@ def test_quick_benchmarks_produce_tables(tmp_path):
   for heading in ("## Machine", "## E-step", "## M-step", "## EM block",
                   "| N | C | solver | iterations | time |", "samples/s",
                   "reference (torch, 1,001 it)", "ours (ott, tol 1e-4, momentum)",
-                  "ours (vibe_jax train_steps)", "One EM block"):
+                  "ours (vibe_jax train_steps)", "One EM block", "## GPU",
+                  "## How the grid is capped"):
     assert heading in text, heading
   assert (tmp_path / "RESULTS.json").exists()
+
+
+def test_iteration_cap_fits_the_time_and_the_ceiling():
+  """A solve that does not converge must stop near its time budget, never past 10,001 it."""
+  from benchmarks import estep as estep_bench
+  assert estep_bench.iteration_cap(0.01, 60.0, 10_001) == 6_000
+  assert estep_bench.iteration_cap(1e-6, 60.0, 10_001) == 10_001
+  assert estep_bench.iteration_cap(100.0, 60.0, 10_001) == estep_bench.CHECK_EVERY
+
+
+def _facts(speedup, agree, ours_rate, diagnostic_rate):
+  """Facts shaped like estep.run / mstep.run return them, for the acceptance table."""
+  estep_facts = {"kind": "late_em", "N": 50_000, "C": 10, "speedup": speedup,
+                 "reference_extrapolated": False, "ours_extrapolated": False,
+                 "ours_iterations": 500, "agree_reference": agree, "agree_tight": 1.0,
+                 "reference_agree_tight": agree, "ours_ms_per_iteration": 1.0,
+                 "torch_ms_per_iteration": 10.0}
+  mstep_facts = {"C": 10, "likelihood": "a", "torch": {"samples_per_s": 100.0},
+                 "ours (vibe_jax train_steps)": {"samples_per_s": ours_rate},
+                 "ours, permutation per epoch (diagnostic)": {"samples_per_s": diagnostic_rate}}
+  return {"estep": {"facts": [estep_facts]}, "mstep": {"facts": [mstep_facts]}}
+
+
+def test_acceptance_verdicts_say_why_a_target_is_missed():
+  """RESULTS.md must not claim a missed target, and must explain the miss."""
+  from benchmarks import run_all
+  met = _facts(speedup=80.0, agree=0.9995, ours_rate=150.0, diagnostic_rate=400.0)
+  assert [verdict for _, _, verdict in run_all.acceptance(met)] == ["MET", "MET"]
+  assert run_all.acceptance_notes(met) == []
+  missed = _facts(speedup=None, agree=0.99, ours_rate=50.0, diagnostic_rate=400.0)
+  assert [verdict for _, _, verdict in run_all.acceptance(missed)] == ["MISSED", "MISSED"]
+  notes = " ".join(run_all.acceptance_notes(missed))
+  assert "99.000 %" in notes and "batch_indices" in notes
+
+
+def test_results_markdown_flags_a_loaded_machine_and_the_missing_gpu():
+  """Figures from a shared CPU are pessimistic and CPU-only; RESULTS.md has to say so."""
+  from benchmarks import run_all
+  info = {"date": "today", "cpu": "test", "load average (1, 5, 15 min) at start": "9.00 1 1"}
+  text = run_all.render_markdown(info, {}, [], "python -m benchmarks", 60.0, "1 1 1",
+                                 {"E-step": "2 2 2"})
+  assert "pessimistic" in text and "GPU figures are still to be taken" in text
+  assert "load average at the start of 'E-step' | 2 2 2" in text
+  quiet = dict(info, **{"load average (1, 5, 15 min) at start": "0.00 0 0"})
+  assert "pessimistic" not in run_all.render_markdown(quiet, {}, [], "x", 1.0, "0 0 0")
