@@ -26,5 +26,10 @@ test: $(STAMP)
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow"
 
+# Speed and memory against PyTorch transcriptions of the reference; prints the tables and
+# writes benchmarks/RESULTS.md (about an hour on a 2-core CPU).
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache
