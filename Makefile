@@ -26,6 +26,11 @@ test: $(STAMP)
 test-quick: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not slow"
 
+# Speed and memory against PyTorch transcriptions of the reference; prints the tables and
+# writes benchmarks/RESULTS.md (about 40 minutes on a 2-core CPU).
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
 # Reformats the code (settings in pyproject.toml).
 format: $(STAMP)
 	$(BIN)/pyink .
