@@ -20,11 +20,11 @@ demo: $(STAMP)
 
 # The whole suite (slow end-to-end tests included).
 test: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q -n 2
 
 # The quick subset: everything but the tests marked slow.
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest tests -q -m "not slow"
+	$(BIN)/python -m pytest tests -q -n 2 -m "not slow"
 
 # Speed and memory against PyTorch transcriptions of the reference; prints the tables and
 # writes benchmarks/RESULTS.md (about 40 minutes on a 2-core CPU).

@@ -66,3 +66,23 @@ def test_column_marginal_steers_label_counts():
   labels, _ = sinkhorn_pseudo_labels(jnp.asarray(ln_p), jnp.full((4,), 0.25), 25.0)
   counts = np.bincount(np.asarray(labels), minlength=4)
   assert counts.min() > 60, counts  # without the marginal constraint all would be class 0
+
+
+def test_diverging_momentum_falls_back_to_plain_sinkhorn():
+  # A peaked late-EM problem on which ott's adaptive momentum overshoots to an infinite
+  # marginal error by iteration 90 while ott still flags it converged.
+  from benchmarks.common import make_ln_p
+
+  ln_p, prior = make_ln_p("late_em", 1000, 100)
+  labels, stats = sinkhorn_pseudo_labels(
+      jnp.asarray(ln_p), jnp.asarray(prior), 25.0, threshold=3e-3
+  )
+  plain, plain_stats = sinkhorn_pseudo_labels(
+      jnp.asarray(ln_p), jnp.asarray(prior), 25.0, threshold=3e-3, adaptive_momentum=False
+  )
+  assert bool(stats.converged) and 0.0 <= float(stats.marginal_error) < 3e-3
+  # The accelerated attempt's iterations come on top of the plain solve's.
+  assert int(plain_stats.iterations) < int(stats.iterations) <= int(plain_stats.iterations) + 100
+  np.testing.assert_array_equal(np.asarray(labels), np.asarray(plain))
+  plan = numpy_sinkhorn_plan(ln_p.astype(np.float64), prior.astype(np.float64), 25.0, 3000)
+  assert np.mean(np.asarray(labels) == plan.argmax(1)) >= 0.99

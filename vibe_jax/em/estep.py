@@ -48,7 +48,8 @@ def sinkhorn_pseudo_labels(
   `fixed_iterations=True` reproduces the reference exactly: 10,001 plain iterations, no
   convergence test. Otherwise Sinkhorn stops once the L1 marginal error is < `threshold`;
   `adaptive_momentum` (ott's over-relaxation with its momentum estimated after 50
-  iterations) cuts the iterations on the peaked late-EM problems about tenfold.
+  iterations) cuts the iterations on the peaked late-EM problems about tenfold; when it
+  diverges (seen at C = 1000), the plain solve runs instead and the iterations add up.
   `valid` (N,) bool marks real rows when N was padded to divide over devices: padded rows
   get zero mass, which leaves the potentials of the real problem unchanged.
   A stop-gradient computation: nothing differentiates through it.
@@ -66,13 +67,38 @@ def sinkhorn_pseudo_labels(
         min_iterations=REFERENCE_FIXED_ITERATIONS,
         max_iterations=REFERENCE_FIXED_ITERATIONS,
     )
-  else:
-    momentum = acceleration.Momentum(start=50) if adaptive_momentum else None
-    solver = sinkhorn.Sinkhorn(
-        threshold=threshold, max_iterations=max_iterations, momentum=momentum
-    )
+    g, iterations, converged, marginal_error = _solve(solver, problem, threshold)
+    return _labels(ln_p, g), SinkhornResult(iterations, converged, marginal_error)
+  plain = sinkhorn.Sinkhorn(threshold=threshold, max_iterations=max_iterations)
+  if not adaptive_momentum:
+    g, iterations, converged, marginal_error = _solve(plain, problem, threshold)
+    return _labels(ln_p, g), SinkhornResult(iterations, converged, marginal_error)
+  accelerated = sinkhorn.Sinkhorn(
+      threshold=threshold, max_iterations=max_iterations, momentum=acceleration.Momentum(start=50)
+  )
+  g, iterations, converged, marginal_error = _solve(accelerated, problem, threshold)
+  # The momentum estimate can overshoot on hard problems (e.g. C = 1000) and diverge, which
+  # ott still reports as converged; then solve again without it.
+  g, extra, converged, marginal_error = jax.lax.cond(
+      converged,
+      lambda: (g, jnp.zeros_like(iterations), converged, marginal_error),
+      lambda: _solve(plain, problem, threshold),
+  )
+  return _labels(ln_p, g), SinkhornResult(iterations + extra, converged, marginal_error)
+
+
+def _solve(
+    solver: sinkhorn.Sinkhorn, problem: linear_problem.LinearProblem, threshold: float = -1.0
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """(g, iterations, converged, last marginal error); converged means a finite last error
+  below `threshold`, whatever ott's own flag says."""
   out = solver(problem)
-  labels = jnp.argmax(ln_p + out.g[None, :], axis=1).astype(jnp.int32)
-  # ott records -1 for iterations it did not run; the smallest recorded error is the last.
-  marginal_error = jnp.min(jnp.where(out.errors >= 0, out.errors, jnp.inf))
-  return labels, SinkhornResult(out.n_iters, out.converged, marginal_error)
+  errors = out.errors  # -1 where an iteration was not run (or not checked)
+  last = jnp.max(jnp.where(errors >= 0, jnp.arange(errors.shape[0]), 0))
+  marginal_error = errors[last]
+  converged = jnp.isfinite(marginal_error) & (marginal_error >= 0) & (marginal_error < threshold)
+  return out.g, jnp.asarray(out.n_iters, jnp.int32), converged, marginal_error
+
+
+def _labels(ln_p: jax.Array, g: jax.Array) -> jax.Array:
+  return jnp.argmax(ln_p + g[None, :], axis=1).astype(jnp.int32)
