@@ -342,6 +342,11 @@ def run_cell(
     )
     if ours["converged"]:
       note = ""
+    elif capped and ours["iterations"] > ours_cap:
+      note = (
+          f"momentum and then its plain fallback each stopped by the iteration cap "
+          f"({ours_cap:,} it, sized to {3 * budget_s:.0f} s): a lower bound, no speed-up"
+      )
     elif capped:
       note = (
           f"stopped by the {3 * budget_s:.0f} s cap ({ours_cap:,} it): a lower bound, no "
