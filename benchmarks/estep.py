@@ -344,7 +344,7 @@ def run_cell(
       note = ""
     elif capped and ours["iterations"] > ours_cap:
       note = (
-          f"momentum and then its plain fallback each stopped by the iteration cap "
+          f"momentum did not converge, then its plain fallback stopped by the iteration cap "
           f"({ours_cap:,} it, sized to {3 * budget_s:.0f} s): a lower bound, no speed-up"
       )
     elif capped:
@@ -367,7 +367,7 @@ def run_cell(
             note=note,
         )
     )
-  else:
+  elif measured_before:
     facts.update(
         ours_seconds=ours_per_it * guess,
         ours_iterations=guess,
@@ -383,18 +383,31 @@ def run_cell(
             ours_per_it * guess,
             extrapolated=True,
             compile_seconds=compile_s,
+            note=f"iterations from the next smaller N; {1e3 * ours_per_it:.1f} ms/it",
+        )
+    )
+  else:  # no converged smaller N to size it: no time and no speed-up to claim
+    facts.update(ours_seconds=None, ours_iterations=None, ours_extrapolated=True, ours_capped=False)
+    rows.append(
+        Row(
+            kind,
+            *cell,
+            "ours (ott, tol 1e-4, momentum)",
+            "-",
+            None,
+            compile_seconds=compile_s,
             note=(
-                f"iterations from the next smaller N"
-                if measured_before
-                else "iterations GUESSED (no smaller N in this run)"
-            )
-            + f"; {1e3 * ours_per_it:.1f} ms/it",
+                f"not run: {1e3 * ours_per_it:.1f} ms/it, and no smaller N converged in this "
+                "run to estimate the iterations"
+            ),
         )
     )
   del compiled
   facts["ours_compile_seconds"] = compile_s
   facts["speedup"] = (
-      None if facts["ours_capped"] else facts["reference_seconds"] / facts["ours_seconds"]
+      None
+      if facts["ours_capped"] or facts["ours_seconds"] is None
+      else facts["reference_seconds"] / facts["ours_seconds"]
   )
   log(
       f"    ours: {facts['ours_iterations']} it, "
