@@ -49,7 +49,7 @@ def sinkhorn_pseudo_labels(
   convergence test. Otherwise Sinkhorn stops once the L1 marginal error is < `threshold`;
   `adaptive_momentum` (ott's over-relaxation with its momentum estimated after 50
   iterations) cuts the iterations on the peaked late-EM problems about tenfold; when it
-  diverges (seen at C = 1000), the plain solve runs instead and the iterations add up.
+  diverges (seen at C = 100 to 1,000), the plain solve runs instead and the iterations add up.
   `valid` (N,) bool marks real rows when N was padded to divide over devices: padded rows
   get zero mass, which leaves the potentials of the real problem unchanged.
   A stop-gradient computation: nothing differentiates through it.
@@ -77,7 +77,7 @@ def sinkhorn_pseudo_labels(
       threshold=threshold, max_iterations=max_iterations, momentum=acceleration.Momentum(start=50)
   )
   g, iterations, converged, marginal_error = _solve(accelerated, problem, threshold)
-  # The momentum estimate can overshoot on hard problems (e.g. C = 1000) and diverge, which
+  # The momentum estimate can overshoot on peaked problems with many classes and diverge, which
   # ott still reports as converged; then solve again without it.
   g, extra, converged, marginal_error = jax.lax.cond(
       converged,
