@@ -45,7 +45,13 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint = ml_collections.ConfigDict({"every": 1000})
   # Devices: num_devices 0 = all; coordinator_address '' = one process, 'auto' = detect.
   config.parallel = ml_collections.ConfigDict(
-      {"num_devices": 0, "coordinator_address": "", "num_processes": 1, "process_id": 0}
+      {
+          "num_devices": 0,
+          "coordinator_address": "",
+          "num_processes": 1,
+          "process_id": 0,
+          "per_host_loading": True,
+      }
   )
   config.vibe = ml_collections.ConfigDict(
       {"kappa": 10.0, "nu": 10.0, "prior_temperature": 0.02, "uniform_first_estep": True}

@@ -18,6 +18,7 @@ from vibe_jax.data.attacks import (
     attack_parameters,
     make_attack,
 )
+from vibe_jax.data.rows import as_rows
 
 SHAPE = (32, 32, 3)
 NEW_ATTACKS = (
@@ -476,3 +477,33 @@ def test_vibe_defends_digits(tmp_path, name, baseline_asr, vibe_asr):
   if name == "multi":
     for sub in ("badnets", "blend", "wanet"):
       assert results["baseline"][f"asr/{sub}"] >= 0.7 and results["vibe"][f"asr/{sub}"] <= 0.05
+
+
+ROW_BY_ROW = ("badnets", "blend", "wanet", "ftrojan", "uba_patch", "uba_blend")
+
+
+@pytest.mark.parametrize("name", ROW_BY_ROW)
+def test_poisoning_rows_on_demand_equals_poisoning_the_whole_set(name):
+  """Per-host loading: rows read in any order, in pieces, match poison_train's rows."""
+  images, labels = data(120)
+  whole = attack(name).poison_train(images, labels)
+  lazy = attack(name).poison_train_rows(as_rows(images), labels)
+  for field in ("labels", "true_labels", "poison_mask"):
+    np.testing.assert_array_equal(getattr(lazy, field), getattr(whole, field))
+  rows = np.random.default_rng(1).permutation(120)
+  for piece in np.array_split(rows, 3):
+    np.testing.assert_array_equal(lazy.images.read(piece), whole.images[piece])
+  assert not np.array_equal(whole.images, images)  # something was poisoned
+
+
+@pytest.mark.parametrize(
+    "name", ["label_consistent", "adaptive_patch", "adaptive_blend", "multi", "prepoisoned"]
+)
+def test_attacks_that_need_the_whole_set_refuse_row_by_row_poisoning(name):
+  cls = ATTACKS.get(name)
+  assert not cls.poisons_row_by_row()
+  images, labels = data(40)
+  instance = object.__new__(cls)  # the check comes before any use of the instance
+  with pytest.raises(ValueError, match="parallel.per_host_loading=False"):
+    cls.poison_train_rows(instance, as_rows(images), labels)
+  assert all(ATTACKS.get(row_by_row).poisons_row_by_row() for row_by_row in ROW_BY_ROW)

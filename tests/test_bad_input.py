@@ -52,3 +52,16 @@ def test_nan_loss_stops_the_run(tmp_path):
   config.train.lr = float("nan")
   with pytest.raises(FloatingPointError, match=r"loss became nan .*train\.lr"):
     run.train_and_evaluate(config, str(tmp_path))
+
+
+def test_attack_that_cannot_load_per_host_is_a_clear_error():
+  """Before any process joins: label_consistent poisons from the whole training set."""
+  from configs import digits_label_consistent
+
+  config = digits_label_consistent.get_config()
+  config.parallel.coordinator_address = "127.0.0.1:1234"
+  config.parallel.num_processes = 2
+  with pytest.raises(ValueError, match=r"set parallel\.per_host_loading=False"):
+    run.validate_config(config)
+  config.parallel.per_host_loading = False
+  run.validate_config(config)

@@ -29,6 +29,23 @@ def test_cifar_through_tfds_mock_data(name, classes, tmp_path):
   assert data.train_labels.max() < classes
 
 
+def test_lazy_training_rows_equal_the_eager_load(tmp_path):
+  """lazy_train (per-host loading) reads the same images, only when asked for."""
+  eager, lazy = load_dataset("digits"), load_dataset("digits", lazy_train=True)
+  rows = np.array([5, 0, 1257, 17])
+  np.testing.assert_array_equal(lazy.train_images.read(rows), eager.train_images[rows])
+  assert lazy.train_images.shape == eager.train_images.shape
+  np.testing.assert_array_equal(lazy.train_labels, eager.train_labels)
+  np.testing.assert_array_equal(lazy.test_images, eager.test_images)
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE):
+    eager = load_dataset("cifar10", data_dir=str(tmp_path))
+    lazy = load_dataset("cifar10", data_dir=str(tmp_path), lazy_train=True)
+    np.testing.assert_array_equal(lazy.train_images.read(np.arange(24)), eager.train_images)
+    np.testing.assert_array_equal(lazy.train_images.read(rows[:2]), eager.train_images[rows[:2]])
+  np.testing.assert_array_equal(lazy.train_labels, eager.train_labels)
+
+
 def test_missing_data_dir_is_a_clear_error(tmp_path):
   with pytest.raises(ValueError, match="dataset.data_dir"):
     load_dataset("cifar10", data_dir=None)

@@ -122,21 +122,30 @@ def free_port():
     return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_processes_match_one(tmp_path):
-  single, _ = result_of(run_helper(tmp_path / "single", SMALL, devices=4))
+def rows_read(path):
+  """Every row index recorded by run_digits.py's RECORD_TRAINING_ROWS."""
+  reads = []
+  with open(path, "rb") as f:
+    while f.peek(1):
+      reads.append(np.load(f))
+  return np.unique(np.concatenate(reads))
+
+
+def run_two_processes(tmp_path, overrides):
+  """The helper as 2 processes x 2 CPU devices (gloo); rank 0's result, and the training
+  rows each process read."""
   port = free_port()
-  workdir = tmp_path / "multi"
   processes = [
       run_helper(
-          workdir,
-          SMALL
+          tmp_path / "multi",
+          overrides
           + [
               f"--config.parallel.coordinator_address=127.0.0.1:{port}",
               "--config.parallel.num_processes=2",
               f"--config.parallel.process_id={rank}",
           ],
           devices=2,
+          env={"RECORD_TRAINING_ROWS": str(tmp_path / f"rows{rank}.npy")},
       )
       for rank in range(2)
   ]
@@ -144,8 +153,22 @@ def test_two_processes_match_one(tmp_path):
   for process, (_, err) in zip(processes, outputs):
     assert process.returncode == 0, err[-4000:]
   line = [l for l in outputs[0][0].splitlines() if l.startswith("RESULT ")][-1]
-  multi = json.loads(line.removeprefix("RESULT "))
   assert not any(l.startswith("RESULT ") for l in outputs[1][0].splitlines())  # only rank 0
+  rows = [rows_read(tmp_path / f"rows{rank}.npy") for rank in range(2)]
+  return json.loads(line.removeprefix("RESULT ")), rows
+
+
+def assert_each_process_read_its_half(rows):
+  """1,258 digits training rows padded to 1,260: devices 0-1 (process 0) hold rows 0..629,
+  devices 2-3 (process 1) the rest."""
+  np.testing.assert_array_equal(rows[0], np.arange(630))
+  np.testing.assert_array_equal(rows[1], np.arange(630, 1258))
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path):
+  single, _ = result_of(run_helper(tmp_path / "single", SMALL, devices=4))
+  multi, rows = run_two_processes(tmp_path, SMALL)
   for name in ("baseline", "vibe"):
     for metric in ("acc", "asr", "ra"):
       assert multi["results"][name][metric] == pytest.approx(
@@ -155,6 +178,45 @@ def test_two_processes_match_one(tmp_path):
     if a["kind"] == "estep":
       for key in ("agree_given", "agree_true", "poison_restored"):
         assert a[key] == pytest.approx(b[key], abs=1e-3)
+  assert_each_process_read_its_half(rows)
+
+
+@pytest.mark.slow
+def test_two_processes_fine_tuning_a_backbone_match_one(tmp_path):
+  """ss_a: each process reads, poisons and extracts only its own training images; the
+  fine-tuned model's E-steps and metrics equal a single process's."""
+  from flax import nnx
+
+  from vibe_jax.checkpoint import save_backbone
+  from vibe_jax.models import backbone_config, build_backbone
+
+  save_backbone(
+      tmp_path / "backbone",
+      backbone_config("resnet18", "cifar", 4),
+      nnx.state(build_backbone("resnet18", "cifar", 4)),
+  )
+  overrides = [
+      "--variant=ss_a",
+      f"--config.backbone.checkpoint={tmp_path / 'backbone'}",
+      "--config.baseline.enabled=False",
+      "--config.train.steps=20",
+      "--config.estep.period=10",
+      "--config.train.eval_every=20",
+      "--config.train.batch_size=64",
+      "--config.train.log_every=10",
+  ]
+  single, _ = result_of(run_helper(tmp_path / "single", overrides, devices=4))
+  multi, rows = run_two_processes(tmp_path, overrides)
+  for metric in ("acc", "asr", "ra"):
+    assert multi["results"]["vibe"][metric] == pytest.approx(
+        single["results"]["vibe"][metric], abs=4e-3
+    )
+  esteps = [(a, b) for a, b in zip(single["log"], multi["log"]) if a["kind"] == "estep"]
+  assert len(esteps) == 2
+  for a, b in esteps:
+    for key in ("agree_given", "agree_true", "poison_restored"):
+      assert a[key] == pytest.approx(b[key], abs=2e-3)
+  assert_each_process_read_its_half(rows)
 
 
 @pytest.mark.slow

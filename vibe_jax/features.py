@@ -18,6 +18,8 @@ import numpy as np
 from vibe_jax.registry import Registry
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]
+# An extractor is built from the config and the training images this process holds (all of
+# them in a single-process run; statistics over them go through parallel.mean_over_processes).
 EXTRACTORS: Registry[Callable[[ml_collections.ConfigDict, np.ndarray], FeatureFn]] = Registry(
     "feature extractor"
 )
@@ -31,7 +33,10 @@ def l2_normalize(features: np.ndarray) -> np.ndarray:
 def pixel_features(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
   """Flattened pixels in [0, 1], centred on the training mean image."""
   del config
-  mean = train_images.reshape(len(train_images), -1).astype(np.float32).mean(0) / 255.0
+  from vibe_jax.parallel import mean_over_processes
+
+  mean = mean_over_processes(train_images.reshape(len(train_images), -1).astype(np.float32))
+  mean = mean / 255.0
   return lambda images: images.reshape(len(images), -1).astype(np.float32) / 255.0 - mean
 
 

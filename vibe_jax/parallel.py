@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from vibe_jax.data.rows import Rows
 
 DATA_AXIS = "data"
 
@@ -50,11 +53,11 @@ def padded_length(length: int, mesh: Mesh) -> int:
   return -(-length // devices) * devices
 
 
-def shard_rows(array: np.ndarray, mesh: Mesh) -> jax.Array:
-  """Places a host array, already padded to divide over the devices, sharded on rows.
+def shard_rows(array: np.ndarray | Rows, mesh: Mesh) -> jax.Array:
+  """Places rows, already padded to divide over the devices, sharded on rows.
 
-  Every process holds the same host array; each transfers only the rows its own devices
-  own, so with several hosts no device receives another host's rows.
+  Each process transfers only the rows its own devices own, so with several hosts no device
+  receives another host's rows; from Rows (per-host loading) it reads only those rows.
   """
   sharding = data_sharded(mesh)
   return jax.make_array_from_callback(array.shape, sharding, lambda index: array[index])
@@ -74,10 +77,38 @@ def replicate_tree(tree, mesh: Mesh):
 def to_host(array: jax.Array) -> np.ndarray:
   """The whole array on every host (an all-gather when it spans several processes)."""
   if jax.process_count() > 1 and not array.is_fully_addressable:
-    from jax.experimental import multihost_utils
-
     return np.asarray(multihost_utils.process_allgather(array, tiled=True))
   return np.asarray(array)
+
+
+def process_rows(length: int, mesh: Mesh) -> np.ndarray:
+  """The rows of a (length, ...) row-sharded array that this process's devices hold."""
+  index_map = data_sharded(mesh).addressable_devices_indices_map((length,))
+  all_rows = np.arange(length)
+  return np.unique(np.concatenate([all_rows[index[0]] for index in index_map.values()]))
+
+
+def gather_rows(values: np.ndarray, rows: np.ndarray, length: int) -> np.ndarray:
+  """Every process's `values` (its `rows` of a (length, ...) array, from process_rows)
+  put together on every host."""
+  if jax.process_count() == 1:
+    whole = np.empty((length, *values.shape[1:]), values.dtype)
+    whole[rows] = values
+    return whole
+  all_values = multihost_utils.process_allgather(values)  # (processes, len(rows), ...)
+  all_rows = multihost_utils.process_allgather(rows)
+  whole = np.empty((length, *values.shape[1:]), values.dtype)
+  whole[np.asarray(all_rows).reshape(-1)] = np.asarray(all_values).reshape(-1, *values.shape[1:])
+  return whole
+
+
+def mean_over_processes(rows: np.ndarray) -> np.ndarray:
+  """The mean over axis 0 of the rows all processes hold together (each passes its own)."""
+  if jax.process_count() == 1:
+    return rows.mean(0)
+  total = multihost_utils.process_allgather(rows.sum(0, dtype=np.float64)).sum(0)
+  count = multihost_utils.process_allgather(np.asarray(len(rows))).sum()
+  return (total / count).astype(rows.dtype)
 
 
 def check_batch_divides(batch_size: int, mesh: Mesh, field: str) -> None:

@@ -18,6 +18,7 @@ from jax.sharding import Mesh
 from vibe_jax import features as features_lib
 from vibe_jax import metrics, parallel
 from vibe_jax.data import attacks, datasets, transforms
+from vibe_jax.data import rows as rows_lib
 from vibe_jax.em import loop
 from vibe_jax.filtering import filter_report, leiden_poison_filter
 from vibe_jax.models import load_backbone_model
@@ -101,6 +102,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Fails early, naming the field, before data is loaded or anything is compiled."""
   variant = get_variant(config.variant)
   validate_data_config(config)
+  if (
+      config.parallel.coordinator_address
+      and config.parallel.per_host_loading
+      and not attacks.ATTACKS.get(config.attack.name).poisons_row_by_row()
+  ):
+    raise ValueError(
+        f"attack {config.attack.name!r} poisons from the whole training set, so hosts "
+        "cannot each load only their rows: set parallel.per_host_loading=False (every "
+        "host then loads the whole training set)."
+    )
   if not variant.finetune_backbone:
     if not config.features.file:
       features_lib.EXTRACTORS.get(config.features.extractor, field="features.extractor")
@@ -133,13 +144,15 @@ def setup_devices(config: ml_collections.ConfigDict) -> Mesh:
   return parallel.make_mesh(config.parallel.num_devices or None)
 
 
-def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
-  """Loads the data set and poisons it as configured."""
+def build_experiment(config: ml_collections.ConfigDict, lazy_train: bool = False) -> Experiment:
+  """Loads the data set and poisons it as configured; with `lazy_train` the poisoned
+  training images are Rows, read and poisoned only when asked for."""
   options = config.dataset.get("options")
   dataset = datasets.load_dataset(
       config.dataset.name,
       config.dataset.data_dir or None,
       seed=config.dataset.split_seed,
+      lazy_train=lazy_train,
       **(options.to_dict() if options else {}),
   )
   attack = attacks.make_attack(
@@ -152,25 +165,47 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
       seed=config.attack.seed,
       params=config.attack.params.to_dict(),
   )
+  poison_train = attack.poison_train_rows if lazy_train else attack.poison_train
   return Experiment(
       dataset,
       attack,
-      attack.poison_train(dataset.train_images, dataset.train_labels),
+      poison_train(dataset.train_images, dataset.train_labels),
       attack.poison_test(dataset.test_images, dataset.test_labels),
   )
 
 
+def loads_per_host(config: ml_collections.ConfigDict) -> bool:
+  """Whether each process reads only its own training rows (a multi-process run with
+  parallel.per_host_loading)."""
+  return bool(config.parallel.per_host_loading) and jax.process_count() > 1
+
+
+def _images_here(images: np.ndarray | rows_lib.Rows, mesh: Mesh) -> tuple[np.ndarray, np.ndarray]:
+  """(rows, their images): the training rows this process's devices hold, of the rows padded
+  to divide over the devices (padding repeats the last row); only those are read."""
+  rows = parallel.process_rows(parallel.padded_length(len(images), mesh), mesh)
+  return rows, rows_lib.as_rows(images).read(np.minimum(rows, len(images) - 1))
+
+
+def _gather_features(features: np.ndarray, rows: np.ndarray, num_rows: int, mesh: Mesh):
+  """Every process's features of its `rows` (from _images_here), on every host."""
+  return parallel.gather_rows(features, rows, parallel.padded_length(num_rows, mesh))[:num_rows]
+
+
 def frozen_features(
-    config: ml_collections.ConfigDict, experiment: Experiment, workdir: str
+    config: ml_collections.ConfigDict, experiment: Experiment, workdir: str, mesh: Mesh
 ) -> dict[str, np.ndarray]:
   """Features and labels in the features-file layout (features.FEATURE_FILE_ARRAYS),
-  cached in the workdir by process 0."""
+  cached in the workdir by process 0. Each process extracts the training rows its devices
+  hold; the features (small next to the images) are then gathered on every host."""
 
   def compute():
     train, test = experiment.poisoned_train, experiment.poisoned_test
-    extract = features_lib.make_extractor(config, train.images)
+    num_rows = len(train.labels)
+    rows, images = _images_here(train.images, mesh)
+    extract = features_lib.make_extractor(config, images[rows < num_rows])
     return {
-        "train_features": extract(train.images),
+        "train_features": _gather_features(extract(images), rows, num_rows, mesh),
         "train_labels": train.labels,
         "train_true_labels": train.true_labels,
         "train_poison_mask": train.poison_mask,
@@ -182,7 +217,7 @@ def frozen_features(
         **_attack_index(test),
     }
 
-  if jax.process_index() != 0:
+  if jax.process_count() > 1:  # every process takes part in the gathers: no cache
     return compute()
   fingerprint = {key: config[key].to_dict() for key in ("dataset", "attack", "features")}
   fingerprint["layout"] = sorted(features_lib.FEATURE_FILE_ARRAYS)
@@ -222,15 +257,16 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
   """
   variant = get_variant(config.variant)
   load, augment_fn, preprocess = None, None, None
+  per_host = loads_per_host(config)
   if variant.finetune_backbone:
-    experiment = build_experiment(config)
+    experiment = build_experiment(config, lazy_train=per_host)
     train, test = experiment.poisoned_train, experiment.poisoned_test
     pipeline = transforms.get_pipeline(config.dataset.name)
     augment_fn, preprocess = pipeline.train, pipeline.eval
     load = lambda: load_backbone_model(os.path.expanduser(config.backbone.checkpoint))
-    train_features = _backbone_features(
-        load(), train.images, preprocess, config.features.batch_size
-    )
+    rows, images = _images_here(train.images, mesh)
+    features = _backbone_features(load(), images, preprocess, config.features.batch_size)
+    train_features = _gather_features(features, rows, len(train.labels), mesh)
     arrays = {
         "train_labels": train.labels,
         "train_true_labels": train.true_labels,
@@ -247,7 +283,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
     arrays = (
         features_lib.load_feature_file(config.features.file)
         if config.features.file
-        else frozen_features(config, build_experiment(config), workdir)
+        else frozen_features(config, build_experiment(config, lazy_train=per_host), workdir, mesh)
     )
     train_features = train_inputs = arrays["train_features"]
   given = arrays["train_labels"].astype(np.int32)
@@ -271,7 +307,12 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
     report = filter_report(result, poison_mask)
     print("Leiden filter: " + ", ".join(f"{k} {v}" for k, v in report.items()))
   data = loop.shard_training_data(
-      train_inputs[keep], given[keep], true_labels[keep], poison_mask[keep], mesh, preprocess
+      rows_lib.take(train_inputs, np.flatnonzero(keep)),
+      given[keep],
+      true_labels[keep],
+      poison_mask[keep],
+      mesh,
+      preprocess,
   )
   centroids = class_centroids(
       jnp.asarray(train_features[keep]), jnp.asarray(given[keep]), num_classes
@@ -440,7 +481,7 @@ def extract_features(config: ml_collections.ConfigDict, workdir: str) -> str:
   configured data set, attack and extractor to workdir/features_file.npz."""
   validate_config(config)
   os.makedirs(workdir, exist_ok=True)
-  arrays = frozen_features(config, build_experiment(config), workdir)
+  arrays = frozen_features(config, build_experiment(config), workdir, setup_devices(config))
   path = os.path.join(workdir, "features_file.npz")
   if jax.process_index() == 0:
     features_lib.save_feature_file(path, arrays)

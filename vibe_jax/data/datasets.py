@@ -13,15 +13,20 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from vibe_jax.data.rows import Rows
 from vibe_jax.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """A labelled train/test split; images uint8 (N, H, W, 3), labels int32 (N,)."""
+  """A labelled train/test split; images uint8 (N, H, W, 3), labels int32 (N,).
+
+  Loaded with lazy_train=True, train_images are Rows read on demand (all labels are in
+  memory), so each host of a multi-host job decodes only the rows it trains on.
+  """
 
   name: str
-  train_images: np.ndarray
+  train_images: np.ndarray | Rows
   train_labels: np.ndarray
   test_images: np.ndarray
   test_labels: np.ndarray
@@ -35,18 +40,20 @@ class Dataset:
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
 
 
-def load_dataset(name: str, data_dir: str | None = None, seed: int = 0, **options) -> Dataset:
+def load_dataset(
+    name: str, data_dir: str | None = None, seed: int = 0, lazy_train: bool = False, **options
+) -> Dataset:
   """Loads a registered data set by name (config field dataset.name); `options` are the
   loader's own keyword arguments (config field dataset.options, e.g. image_size)."""
   loader = DATASETS.get(name, field="dataset.name")
-  known = set(inspect.signature(loader).parameters) - {"data_dir", "seed"}
+  known = set(inspect.signature(loader).parameters) - {"data_dir", "seed", "lazy_train"}
   unknown = sorted(set(options) - known)
   if unknown:
     raise ValueError(
         f"dataset.options {unknown} are not options of data set {name!r}; it "
         f"takes {sorted(known) or 'none'}."
     )
-  return loader(data_dir=data_dir, seed=seed, **options)
+  return loader(data_dir=data_dir, seed=seed, lazy_train=lazy_train, **options)
 
 
 def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
@@ -62,7 +69,11 @@ def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int):
 
 @DATASETS.register("digits")
 def load_digits(
-    data_dir: str | None = None, seed: int = 0, size: int = 32, test_fraction: float = 0.3
+    data_dir: str | None = None,
+    seed: int = 0,
+    size: int = 32,
+    test_fraction: float = 0.3,
+    lazy_train: bool = False,
 ) -> Dataset:
   """scikit-learn's bundled 8x8 digits, resized to size x size RGB uint8.
 
@@ -74,13 +85,21 @@ def load_digits(
 
   bunch = sklearn_digits()
   small = (bunch.images / 16.0 * 255.0).clip(0, 255).astype(np.uint8)  # (1797, 8, 8)
-  resized = np.stack(
-      [np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR)) for img in small]
-  )
-  images = np.repeat(resized[..., None], 3, axis=-1)
+
+  def rgb(indices: np.ndarray) -> np.ndarray:
+    resized = [
+        np.asarray(Image.fromarray(small[i]).resize((size, size), Image.BILINEAR)) for i in indices
+    ]
+    return np.repeat(np.stack(resized)[..., None], 3, axis=-1)
+
   labels = bunch.target.astype(np.int32)
   train, test = _stratified_split(labels, test_fraction, seed)
-  return Dataset("digits", images[train], labels[train], images[test], labels[test], 10)
+  train_images = (
+      Rows(lambda i: rgb(train[i]), len(train), (size, size, 3), np.uint8)
+      if lazy_train
+      else rgb(train)
+  )
+  return Dataset("digits", train_images, labels[train], rgb(test), labels[test], 10)
 
 
 _TFDS_PREPARE_HINT = (
@@ -98,11 +117,14 @@ def _load_tfds(
     splits: tuple[str, str] = ("train", "test"),
     image_size: int | None = None,
     hint: str = _TFDS_PREPARE_HINT,
+    lazy_train: bool = False,
 ) -> Dataset:
   """Reads a tfds data set already prepared in array_record format; never downloads.
 
   `splits` name the (train, test) splits; `image_size` resizes every image to that square
-  size (for data sets whose images differ in size)."""
+  size (for data sets whose images differ in size). With `lazy_train` the training images
+  are read when asked for; the labels are read up front, in chunks, dropping the images.
+  """
   import tensorflow_datasets as tfds
 
   if not data_dir:
@@ -112,7 +134,7 @@ def _load_tfds(
     )
   data_dir = os.path.expanduser(data_dir)
   try:
-    sources = [
+    train, test = [
         tfds.data_source(name, split=split, data_dir=data_dir, download=False) for split in splits
     ]
   except Exception as error:  # tfds raises several types for a missing/partial data set.
@@ -120,14 +142,31 @@ def _load_tfds(
         f"Could not open {name!r} in dataset.data_dir={data_dir!r} ({error}). "
         + hint.format(name=name, data_dir=data_dir)
     ) from error
-  arrays = []
-  for source in sources:
-    records = _read_all(source)
-    images = [np.asarray(r["image"], np.uint8) for r in records]
+
+  def images(records: list) -> np.ndarray:
+    decoded = [np.asarray(r["image"], np.uint8) for r in records]
     if image_size is not None:
-      images = [_resize_square(image, image_size) for image in images]
-    arrays += [np.stack(images), np.asarray([r["label"] for r in records], np.int32)]
-  return Dataset(name, *arrays, num_classes)
+      decoded = [_resize_square(image, image_size) for image in decoded]
+    return np.stack(decoded)
+
+  labels = lambda records: np.asarray([r["label"] for r in records], np.int32)
+  test_records = _read(test, range(len(test)))
+  if lazy_train:
+    chunk = 1024
+    train_labels = np.concatenate(
+        [
+            labels(_read(train, range(start, min(start + chunk, len(train)))))
+            for start in range(0, len(train), chunk)
+        ]
+    )
+    row_shape = images(_read(test, [0])).shape[1:]
+    train_images = Rows(lambda i: images(_read(train, i)), len(train), row_shape, np.uint8)
+  else:
+    train_records = _read(train, range(len(train)))
+    train_images, train_labels = images(train_records), labels(train_records)
+  return Dataset(
+      name, train_images, train_labels, images(test_records), labels(test_records), num_classes
+  )
 
 
 def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -139,25 +178,26 @@ def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
-def _read_all(source) -> list:
-  """All records of a tfds data source: one batched read (fast on array_record), or one
-  read per record where the source cannot batch (tfds's mock data)."""
+def _read(source, indices) -> list:
+  """Records of a tfds data source: one batched read (fast on array_record), or one read
+  per record where the source cannot batch (tfds's mock data)."""
+  indices = [int(i) for i in indices]
   try:
-    return source.__getitems__(list(range(len(source))))
+    return source.__getitems__(indices)
   except TypeError:
-    return [source[i] for i in range(len(source))]
+    return [source[i] for i in indices]
 
 
 @DATASETS.register("cifar10")
-def load_cifar10(data_dir: str | None = None, seed: int = 0) -> Dataset:
+def load_cifar10(data_dir: str | None = None, seed: int = 0, lazy_train: bool = False) -> Dataset:
   del seed
-  return _load_tfds("cifar10", data_dir, 10)
+  return _load_tfds("cifar10", data_dir, 10, lazy_train=lazy_train)
 
 
 @DATASETS.register("cifar100")
-def load_cifar100(data_dir: str | None = None, seed: int = 0) -> Dataset:
+def load_cifar100(data_dir: str | None = None, seed: int = 0, lazy_train: bool = False) -> Dataset:
   del seed
-  return _load_tfds("cifar100", data_dir, 100)
+  return _load_tfds("cifar100", data_dir, 100, lazy_train=lazy_train)
 
 
 _IMAGENET_HINT = (
@@ -169,7 +209,9 @@ _IMAGENET_HINT = (
 
 
 @DATASETS.register("imagenet1k")
-def load_imagenet1k(data_dir: str | None = None, seed: int = 0, image_size: int = 224) -> Dataset:
+def load_imagenet1k(
+    data_dir: str | None = None, seed: int = 0, image_size: int = 224, lazy_train: bool = False
+) -> Dataset:
   """tfds 'imagenet2012' (train / validation), every image resized to image_size squared.
 
   Like the reference (torchvision Resize((224, 224)) before poisoning), images are stored
@@ -185,6 +227,7 @@ def load_imagenet1k(data_dir: str | None = None, seed: int = 0, image_size: int 
       splits=("train", "validation"),
       image_size=image_size,
       hint=_IMAGENET_HINT,
+      lazy_train=lazy_train,
   )
 
 
@@ -219,7 +262,11 @@ def _read_resized(path: str, size: int) -> np.ndarray:
 
 @DATASETS.register("imagenet30")
 def load_imagenet30(
-    data_dir: str | None = None, seed: int = 0, image_size: int = 224, num_threads: int = 8
+    data_dir: str | None = None,
+    seed: int = 0,
+    image_size: int = 224,
+    num_threads: int = 8,
+    lazy_train: bool = False,
 ) -> Dataset:
   """ImageNet-30 (the VIBE reference's subset) from data_dir/train/<class>/ and
   data_dir/test/<class>/; classes in sorted order, as torchvision's ImageFolder.
@@ -245,7 +292,21 @@ def load_imagenet30(
       )
   classes, train_paths, train_labels = _image_folder_split(splits["train"], None)
   _, test_paths, test_labels = _image_folder_split(splits["test"], classes)
-  with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
-    read = lambda paths: np.stack(list(pool.map(lambda p: _read_resized(p, image_size), paths)))
-    train_images, test_images = read(train_paths), read(test_paths)
-  return Dataset("imagenet30", train_images, train_labels, test_images, test_labels, len(classes))
+
+  def read(paths: list[str]) -> np.ndarray:
+    with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
+      return np.stack(list(pool.map(lambda p: _read_resized(p, image_size), paths)))
+
+  train_images = (
+      Rows(
+          lambda i: read([train_paths[k] for k in i]),
+          len(train_paths),
+          (image_size, image_size, 3),
+          np.uint8,
+      )
+      if lazy_train
+      else read(train_paths)
+  )
+  return Dataset(
+      "imagenet30", train_images, train_labels, read(test_paths), test_labels, len(classes)
+  )

@@ -24,6 +24,7 @@ from jax.sharding import Mesh
 
 from vibe_jax import metrics, parallel
 from vibe_jax.checkpoint import TrainCheckpoints
+from vibe_jax.data import rows as rows_lib
 from vibe_jax.em import estep, mstep
 from vibe_jax.models.vibe import VibeModel
 
@@ -47,17 +48,19 @@ class TrainData:
 
 
 def shard_training_data(
-    inputs: np.ndarray,
+    inputs: np.ndarray | rows_lib.Rows,
     given_labels: np.ndarray,
     true_labels: np.ndarray,
     poison_mask: np.ndarray,
     mesh: Mesh,
     preprocess: Callable | None = None,
 ) -> TrainData:
-  """Pads the rows to a multiple of the device count and shards them over the mesh."""
+  """Pads the rows to a multiple of the device count (repeating the last) and shards them
+  over the mesh; `inputs` given as Rows are read only where this process's devices need them."""
   num_valid = len(given_labels)
   padded = parallel.padded_length(num_valid, mesh)
-  pad = lambda a: np.concatenate([a, np.repeat(a[-1:], padded - num_valid, axis=0)])
+  index = np.minimum(np.arange(padded), num_valid - 1)
+  pad = lambda a: rows_lib.take(a, index)
   return TrainData(
       parallel.shard_rows(pad(inputs), mesh),
       parallel.shard_rows(pad(given_labels.astype(np.int32)), mesh),

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from vibe_jax.data.rows import Rows
 from vibe_jax.registry import Registry
 
 LABEL_MODES = ("all_to_one", "all_to_all")
@@ -23,7 +24,7 @@ class PoisonedTrainSet:
   label, so they are not in `poison_mask` (the E-step diagnostics count restored labels).
   """
 
-  images: np.ndarray
+  images: np.ndarray | Rows  # Rows: read on demand (per-host loading)
   labels: np.ndarray
   true_labels: np.ndarray
   poison_mask: np.ndarray
@@ -108,16 +109,57 @@ class Attack:
     rng = np.random.default_rng(self.seed)
     return np.sort(rng.choice(candidates, size=count, replace=False))
 
-  def poison_train(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTrainSet:
-    check_images(images)
+  def poison_labels(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The given labels and the poison mask of a training set with true `labels`."""
     indices = self.poison_indices(labels)
-    poisoned_images = images.copy()
-    poisoned_images[indices] = self.apply_trigger(images[indices])
     given = labels.astype(np.int32).copy()
-    given[indices] = self.attacker_labels(labels[indices])
+    given[indices] = self.poisoned_labels(labels[indices])
     mask = np.zeros(len(labels), bool)
     mask[indices] = True
-    return PoisonedTrainSet(poisoned_images, given, labels.astype(np.int32), mask)
+    return given, mask
+
+  def poisoned_labels(self, labels: np.ndarray) -> np.ndarray:
+    """The labels poisoned training samples of true class `labels` are given."""
+    return self.attacker_labels(labels)
+
+  def trigger_rows(
+      self, images: np.ndarray, given_labels: np.ndarray, poison_mask: np.ndarray
+  ) -> np.ndarray:
+    """Some training rows with the trigger stamped on those the mask marks (the arrays are
+    those rows' entries of `poison_labels`); each row depends on nothing else."""
+    poisoned = images.copy()
+    poisoned[poison_mask] = self.apply_trigger(images[poison_mask])
+    return poisoned
+
+  @classmethod
+  def poisons_row_by_row(cls) -> bool:
+    """Whether training images are poisoned one by one from a plan drawn from the labels
+    alone (poison_labels + trigger_rows), so a host can poison only the rows it loads."""
+    return cls.poison_train is Attack.poison_train
+
+  def poison_train(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTrainSet:
+    check_images(images)
+    given, mask = self.poison_labels(labels)
+    return PoisonedTrainSet(
+        self.trigger_rows(images, given, mask), given, labels.astype(np.int32), mask
+    )
+
+  def poison_train_rows(self, images: Rows, labels: np.ndarray) -> PoisonedTrainSet:
+    """poison_train on images read on demand: the same plan, each row poisoned as it is
+    read (attacks for which poisons_row_by_row() holds)."""
+    if not self.poisons_row_by_row():
+      raise ValueError(
+          f"attack {type(self).__name__} poisons from the whole training set and cannot "
+          "poison rows one host at a time; set parallel.per_host_loading=False."
+      )
+    given, mask = self.poison_labels(labels)
+    poisoned = Rows(
+        lambda i: self.trigger_rows(images.read(i), given[i], mask[i]),
+        len(images),
+        images.shape[1:],
+        np.uint8,
+    )
+    return PoisonedTrainSet(poisoned, given, labels.astype(np.int32), mask)
 
   def poison_test(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTestSet:
     check_images(images)

@@ -22,7 +22,6 @@ from vibe_jax.data.attacks.base import (
     ATTACKS,
     Attack,
     PoisonedTestSet,
-    PoisonedTrainSet,
     check_images,
 )
 
@@ -67,17 +66,16 @@ class UniversalAttack(Attack):
     rng = np.random.default_rng(self.seed)
     return np.sort(rng.choice(len(labels), size=count, replace=False))
 
-  def poison_train(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTrainSet:
-    check_images(images)
-    indices = self.poison_indices(labels)
-    targets = self.draw_targets(labels[indices], np.random.default_rng([self.seed, 1]))
+  def poisoned_labels(self, labels: np.ndarray) -> np.ndarray:
+    return self.draw_targets(labels, np.random.default_rng([self.seed, 1]))
+
+  def trigger_rows(
+      self, images: np.ndarray, given_labels: np.ndarray, poison_mask: np.ndarray
+  ) -> np.ndarray:
+    """Each poisoned row carries the trigger of its given (target) label."""
     poisoned = images.copy()
-    poisoned[indices] = self.apply_class_trigger(images[indices], targets)
-    given = labels.astype(np.int32).copy()
-    given[indices] = targets
-    mask = np.zeros(len(labels), bool)
-    mask[indices] = True
-    return PoisonedTrainSet(poisoned, given, labels.astype(np.int32), mask)
+    poisoned[poison_mask] = self.apply_class_trigger(images[poison_mask], given_labels[poison_mask])
+    return poisoned
 
   def poison_test(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTestSet:
     check_images(images)
