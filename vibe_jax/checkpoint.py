@@ -123,7 +123,15 @@ def load_backbone_checkpoint(
         f"{metadata.get('version')!r}; expected {BACKBONE_FORMAT!r} version {_BACKBONE_VERSION}"
     )
   with ocp.StandardCheckpointer() as checkpointer:
-    state = checkpointer.restore(directory / _BACKBONE_STATE)
+    path = directory / _BACKBONE_STATE
+    # Onto this process's first device, whatever devices wrote it (in a multi-host job
+    # the writer's device may belong to another process).
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+        checkpointer.metadata(path).item_metadata.tree,
+    )
+    state = checkpointer.restore(path, target)
   return dict(metadata["model_config"]), state
 
 
