@@ -159,7 +159,7 @@ def _load_tfds(
             for start in range(0, len(train), chunk)
         ]
     )
-    row_shape = images(_read(test, [0])).shape[1:]
+    row_shape = images(test_records[:1]).shape[1:]  # as the training images
     train_images = Rows(lambda i: images(_read(train, i)), len(train), row_shape, np.uint8)
   else:
     train_records = _read(train, range(len(train)))
