@@ -404,7 +404,24 @@ def test_digits_defaults_and_simclr_stays_default():
   assert {key: base[key] for key in expected} == expected
   config.ssl.method = "all4one"
   pretrain.validate_ssl_config(config)  # the digits all4one fields are consistent
-  assert pretrain.augment_config(config).brightness == 0.4  # asymmetric.yaml's jitter
+  first, second = pretrain.augment_config(config)  # asymmetric.yaml
+  assert (first.brightness, first.saturation, first.hue) == (0.4, 0.2, 0.1)
+  assert first.solarize_prob == 0.0 and second.solarize_prob == 0.2
+  assert second.brightness == 0.4
+  config.ssl.method = "simclr"  # one config for both views, SimCLR's strength 1
+  assert pretrain.augment_config(config).brightness == 0.8
+
+
+def test_solarize_matches_pil_and_leaves_other_draws_alone():
+  from PIL import Image, ImageOps
+
+  pixels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+  expected = np.asarray(ImageOps.solarize(Image.fromarray(pixels))) / 255.0
+  np.testing.assert_allclose(augment.solarize(jnp.asarray(pixels / 255.0)), expected, atol=1e-6)
+  images = jnp.asarray(np.random.default_rng(50).random((4, 8, 8, 3)), jnp.float32)
+  plain = augment.augment_batch(jax.random.key(0), images, augment.AugmentConfig())
+  solar = augment.augment_batch(jax.random.key(0), images, augment.AugmentConfig(solarize_prob=1.0))
+  np.testing.assert_allclose(jnp.where(plain >= 128 / 255, 1 - plain, plain), solar, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -70,8 +70,10 @@ TRANSFORMER_DROPOUT = 0.1
 CENTROID_TEMPERATURE = 0.1
 REDUNDANCY_SCALE = 10.0
 WEIGHTS = {"centroid": 0.5, "nnclr": 0.5, "redundancy": 0.5}
-# Colour jitter of solo-learn's CIFAR All4One augmentations (asymmetric.yaml), both views.
-AUGMENT = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1}
+# solo-learn's CIFAR All4One augmentations (asymmetric.yaml) beyond crop and flip: colour
+# jitter (0.4, 0.4, 0.2, 0.1) on both views, solarisation with p 0.2 on the second only.
+_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.2, "hue": 0.1}
+AUGMENT = (_JITTER, {**_JITTER, "solarize_prob": 0.2})
 _DROPOUT_STREAM = 0xA41  # folded into the seed's key: dropout draws apart from batches/views
 
 

@@ -23,7 +23,8 @@ class Method(NamedTuple):
   build: Callable[[ResNet, ml_collections.ConfigDict, int], nnx.Module]
   fit: Callable[..., tuple[nnx.Module, list[dict]]]  # simclr.fit's signature
   validate: Callable[[ml_collections.ConfigDict], None]  # the method's own ssl fields
-  augment: dict  # AugmentConfig fields the method sets (its colour jitter)
+  # AugmentConfig fields the method sets for (first, second) views: colour jitter etc.
+  augment: tuple[dict, dict]
 
 
 METHODS: Registry[Method] = Registry("ssl method")
@@ -36,7 +37,7 @@ def _build_simclr(backbone: ResNet, ssl: ml_collections.ConfigDict, seed: int) -
 
 
 METHODS.register("simclr")(
-    Method("SimCLR", _build_simclr, simclr.fit, validate=lambda ssl: None, augment={})
+    Method("SimCLR", _build_simclr, simclr.fit, validate=lambda ssl: None, augment=({}, {}))
 )
 METHODS.register("all4one")(
     Method("All4One", all4one.build_model, all4one.fit, all4one.validate, all4one.AUGMENT)

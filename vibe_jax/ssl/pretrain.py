@@ -61,15 +61,21 @@ def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
 
 def augment_config(
     config: ml_collections.ConfigDict, output_size: tuple[int, int] | None = None
-) -> AugmentConfig:
-  """The augmentation settings from config.ssl; the colour-jitter strengths are the
-  method's (SimCLR's strength 1, All4One's asymmetric.yaml)."""
-  return AugmentConfig(
-      crop_scale=(config.ssl.crop_scale_min, 1.0),
-      flip_prob=config.ssl.flip_prob,
-      output_size=output_size,
-      **methods.METHODS.get(config.ssl.method, field="ssl.method").augment,
+) -> AugmentConfig | tuple[AugmentConfig, AugmentConfig]:
+  """The augmentation settings from config.ssl, with the method's colour jitter (SimCLR's
+  strength 1; All4One's asymmetric.yaml, solarising its second views): one config for
+  both views, or a pair when the method augments its two views differently."""
+  method = methods.METHODS.get(config.ssl.method, field="ssl.method")
+  views = tuple(
+      AugmentConfig(
+          crop_scale=(config.ssl.crop_scale_min, 1.0),
+          flip_prob=config.ssl.flip_prob,
+          output_size=output_size,
+          **overrides,
+      )
+      for overrides in method.augment
   )
+  return views[0] if views[0] == views[1] else views
 
 
 def view_size(pipeline: transforms.Pipeline, image_shape: tuple[int, ...]) -> tuple[int, int]:

@@ -165,18 +165,25 @@ class StepInputs(NamedTuple):
 def make_views(
     key: jax.Array,
     images: jax.Array,
-    augment_config: AugmentConfig,
+    augment_config: AugmentConfig | tuple[AugmentConfig, AugmentConfig],
     mean: jax.Array | Sequence[float],
     std: jax.Array | Sequence[float],
 ) -> jax.Array:
   """Two normalised views of each image, (2B, H', W', 3): first views, then second views.
 
+  `augment_config`: one config for both views, or one per view (asymmetric augmentation).
+
   Normalised by transforms.normalize with the data set's statistics, the function VIBE's
   own pipeline uses, so the backbone sees one input distribution before and after.
   """
   key1, key2 = jax.random.split(key)
+  if isinstance(augment_config, AugmentConfig):
+    augment_config = (augment_config, augment_config)
   views = jnp.concatenate(
-      [augment_batch(key1, images, augment_config), augment_batch(key2, images, augment_config)]
+      [
+          augment_batch(key1, images, augment_config[0]),
+          augment_batch(key2, images, augment_config[1]),
+      ]
   )
   return transforms.normalize(255.0 * views, mean, std)  # views are in [0, 1]
 
@@ -208,7 +215,10 @@ def _step(
 
 
 def batch_views(
-    inputs: StepInputs, step: jax.Array, batch_size: int, augment_config: AugmentConfig
+    inputs: StepInputs,
+    step: jax.Array,
+    batch_size: int,
+    augment_config: AugmentConfig | tuple[AugmentConfig, AugmentConfig],
 ) -> jax.Array:
   """Batch `step` (em.mstep.batch_indices) and its two views, (2B, H', W', 3): a pure
   function of (inputs.key, step), shared by every SSL method."""
