@@ -319,12 +319,12 @@ def loss_terms(
   """
   encoding = positional_encoding(NUM_NEIGHBOURS, z[0].shape[-1])
   rich = [transformer(nn + encoding, i)[:, 0] for i, nn in enumerate(neighbours)]
-  shifted = [
-      transformer(jnp.concatenate([q[:, None], nn[:, : NUM_NEIGHBOURS - 1]], 1) + encoding, 2 + i)[
-          :, 0
-      ]
-      for i, (q, nn) in enumerate(zip(p2, neighbours))
+  # The "shift": predictor2's output takes the first place, the last neighbour drops out.
+  shifted_sets = [
+      jnp.concatenate([q[:, None], nn[:, : NUM_NEIGHBOURS - 1]], axis=1)
+      for q, nn in zip(p2, neighbours)
   ]
+  shifted = [transformer(x + encoding, 2 + i)[:, 0] for i, x in enumerate(shifted_sets)]
   terms = {
       "centroid": centroid_loss(rich, shifted),
       "nnclr": (

@@ -1,4 +1,5 @@
-"""SimCLR: projector head, NT-Xent loss, optimisers and the jitted training loop.
+"""SimCLR: projector head, NT-Xent loss, optimisers and the jitted training loop (run_loop,
+which every SSL method here shares: all4one.py reuses it with its own step and state).
 
 The loop follows em/mstep.py: a jitted pure function over `nnx.split` state runs a
 `jax.lax.fori_loop` of steps, and each step's batch (`batch_indices`) and views (keys folded
