@@ -3,6 +3,7 @@
 python main.py --config configs/digits_badnets.py --workdir /tmp/digits_badnets
 python main.py --config configs/digits_badnets.py:f --config.train.steps=500 --workdir DIR
 python main.py --config configs/digits_badnets.py:ssl --mode pretrain --workdir DIR  # SimCLR
+python main.py --config configs/digits_badnets.py:ssl --config.ssl.method=all4one --mode pretrain --workdir DIR
 python main.py --mode report --workdir DIR      # plots + report.md, even of an unfinished run
 """
 
@@ -30,7 +31,8 @@ flags.DEFINE_enum(
     "train: train the baseline and VIBE (resuming from the workdir's "
     "checkpoints); eval: evaluate the workdir's saved models; extract: write "
     "the frozen features and labels to WORKDIR/features_file.npz; pretrain: "
-    "SimCLR on the poisoned, unlabelled training set (config.ssl), writing "
+    "SimCLR or All4One (config.ssl.method) on the poisoned, unlabelled "
+    "training set (config.ssl), writing "
     "the backbone checkpoint WORKDIR/backbone for backbone.checkpoint; report: "
     "regenerate workdir/plots and workdir/report.md from what the run wrote "
     "(--config optional: the workdir's config.json is used, --config only "

@@ -92,12 +92,16 @@ def base_config() -> ml_collections.ConfigDict:
           "weight_decay": 5e-4,
       }
   )
-  # Self-supervised pretraining (SimCLR, `--mode pretrain`) on the poisoned training set.
+  # Self-supervised pretraining (`--mode pretrain`) on the poisoned training set.
   # The reference's SS schedule (VIBE_SPEC.md section 3): LARS lr 1.0, wd 1e-5, batch 256,
   # warmup-cosine, temperature 0.2, projector 2048/256, 1,000 CIFAR epochs (195 steps each,
-  # 10 warmup epochs). optimizer: 'lars' | 'sgd' | 'adam'.
+  # 10 warmup epochs). method: 'simclr' | 'all4one'; optimizer: 'lars' | 'sgd' | 'adam'.
+  # These shared fields are also solo-learn's CIFAR All4One config (all4one.yaml); the
+  # All4One-only fields below are that config's too: predictor hidden 4096, queue 98,304,
+  # momentum tau 0.99 -> 1.0, and the transformer's parameter group at lr 0.1.
   config.ssl = ml_collections.ConfigDict(
       {
+          "method": "simclr",
           "steps": 195_000,
           "batch_size": 256,
           "optimizer": "lars",
@@ -113,6 +117,12 @@ def base_config() -> ml_collections.ConfigDict:
           "flip_prob": 0.5,
           "log_every": 100,
           "knn_k": 20,
+          # All4One only (docs/ssl.md).
+          "predictor_hidden_dim": 4096,
+          "queue_size": 98_304,
+          "base_tau": 0.99,
+          "final_tau": 1.0,
+          "transformer_lr": 0.1,
       }
   )
   return config
@@ -224,7 +234,10 @@ def set_digits_ssl(config: ml_collections.ConfigDict) -> None:
   are 8x8 images scaled up to 32x32, so the stride-4 stem loses nothing and makes each step
   ~3x cheaper than the CIFAR stem). Adam instead of LARS (the reference's LARS recipe is
   tuned for 1,000 epochs at batch 256), milder crops than CIFAR's and no flips (digits are
-  not mirror-symmetric).
+  not mirror-symmetric). For --config.ssl.method=all4one: predictor 1024 (twice the
+  projector's hidden width, as 4096 to 2048), a queue of 1,024 momentum projections (4
+  batches, fewer than the 1,258 training images) and the transformer's learning rate scaled
+  with the main one (0.1 x lr, solo-learn's ratio).
   """
   config.ssl.update(
       {
@@ -239,5 +252,8 @@ def set_digits_ssl(config: ml_collections.ConfigDict) -> None:
           "crop_scale_min": 0.3,
           "flip_prob": 0.0,
           "log_every": 25,
+          "predictor_hidden_dim": 1024,
+          "queue_size": 1024,
+          "transformer_lr": 2e-4,
       }
   )

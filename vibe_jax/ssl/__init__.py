@@ -1,1 +1,1 @@
-"""Self-supervised pretraining (SimCLR) of a backbone on the poisoned, unlabelled train set."""
+"""Self-supervised pretraining (SimCLR, All4One) on the poisoned, unlabelled training set."""

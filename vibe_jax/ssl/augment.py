@@ -13,7 +13,9 @@ Images are float32 NHWC in [0, 1]. Per image, in this order (solo-learn's CIFAR 
 2. colour jitter with probability `jitter_prob`: brightness, contrast, saturation and hue in
    a random order (torchvision's ColorJitter); hue is an exact HSV hue rotation;
 3. grayscale with probability `grayscale_prob` (ITU-R 601 luma, as torchvision);
-4. horizontal flip with probability `flip_prob`.
+4. solarisation with probability `solarize_prob` (PIL's ImageOps.solarize: values >= 128/255
+   inverted; off by default, All4One's second view uses it);
+5. horizontal flip with probability `flip_prob`.
 
 Views stay in [0, 1]; the data set's normalisation (vibe_jax.data.transforms.normalize with
 the statistics of transforms.get_pipeline) is applied by the caller, so pretraining and VIBE
@@ -37,6 +39,7 @@ __all__ = [
     "hsv_to_rgb",
     "random_resized_crop",
     "rgb_to_hsv",
+    "solarize",
     "to_unit_float",
 ]
 
@@ -63,6 +66,7 @@ class AugmentConfig:
   saturation: float = 0.8
   hue: float = 0.2
   grayscale_prob: float = 0.2
+  solarize_prob: float = 0.0
   flip_prob: float = 0.5
   output_size: tuple[int, int] | None = None
 
@@ -88,7 +92,7 @@ class AugmentConfig:
       )
     if not 0.0 < self.crop_ratio[0] <= self.crop_ratio[1]:
       raise ValueError(f"crop ratio {self.crop_ratio} must satisfy 0 < min <= max")
-    for name in ("jitter_prob", "grayscale_prob", "flip_prob"):
+    for name in ("jitter_prob", "grayscale_prob", "solarize_prob", "flip_prob"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1]")
     for name in ("brightness", "contrast", "saturation"):
@@ -258,6 +262,11 @@ def _color_jitter(key: jax.Array, image: jax.Array, config: AugmentConfig) -> ja
   return image
 
 
+def solarize(image: jax.Array) -> jax.Array:
+  """PIL's ImageOps.solarize (threshold 128) on [0, 1] values: x >= 128/255 -> 1 - x."""
+  return jnp.where(image >= 128.0 / 255.0, 1.0 - image, image)
+
+
 def augment_image(key: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
   """One (H, W, 3) float image in [0, 1] -> one random view, still in [0, 1]."""
   crop_key, jitter_key, apply_jitter_key, gray_key, flip_key = jax.random.split(key, 5)
@@ -272,6 +281,9 @@ def augment_image(key: jax.Array, image: jax.Array, config: AugmentConfig) -> ja
     image = jnp.where(
         jax.random.bernoulli(gray_key, config.grayscale_prob), grayscale(image), image
     )
+  if config.solarize_prob > 0:  # its own key, so the other draws are as without it
+    apply = jax.random.bernoulli(jax.random.fold_in(key, 5), config.solarize_prob)
+    image = jnp.where(apply, solarize(image), image)
   if config.flip_prob > 0:
     image = jnp.where(jax.random.bernoulli(flip_key, config.flip_prob), image[:, ::-1], image)
   return image

@@ -1,4 +1,5 @@
-"""`--mode pretrain`: SimCLR on the poisoned, unlabelled training set -> a backbone checkpoint.
+"""`--mode pretrain`: SimCLR or All4One (config.ssl.method) on the poisoned, unlabelled
+training set -> a backbone checkpoint.
 
 The training set is the one VIBE later trains on (run.build_experiment: same data set,
 attack, poison indices), as in the reference's SS variants, whose backbones never see a
@@ -24,7 +25,7 @@ from flax import nnx
 from vibe_jax import checkpoint, run
 from vibe_jax.data import transforms
 from vibe_jax.models.backbone import backbone_config, build_backbone, load_backbone
-from vibe_jax.ssl import simclr
+from vibe_jax.ssl import methods, simclr
 from vibe_jax.ssl.augment import AugmentConfig
 from vibe_jax.ssl.knn_eval import knn_accuracy
 
@@ -35,6 +36,7 @@ def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
   """Fails early, naming the field, before data is loaded or anything is compiled."""
   ssl = config.ssl
   backbone_config(config.backbone.arch, config.backbone.stem, config.backbone.width)
+  method = methods.METHODS.get(ssl.method, field="ssl.method")
   simclr.OPTIMIZERS.get(ssl.optimizer, field="ssl.optimizer")
   positive = {
       "ssl.steps": ssl.steps,
@@ -54,17 +56,26 @@ def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
   if ssl.weight_decay < 0:
     raise ValueError(f"ssl.weight_decay={ssl.weight_decay} must be >= 0.")
   augment_config(config)  # validates crop_scale_min and flip_prob
+  method.validate(ssl)
 
 
 def augment_config(
     config: ml_collections.ConfigDict, output_size: tuple[int, int] | None = None
-) -> AugmentConfig:
-  """The augmentation settings from config.ssl (the jitter strengths are SimCLR's)."""
-  return AugmentConfig(
-      crop_scale=(config.ssl.crop_scale_min, 1.0),
-      flip_prob=config.ssl.flip_prob,
-      output_size=output_size,
+) -> AugmentConfig | tuple[AugmentConfig, AugmentConfig]:
+  """The augmentation settings from config.ssl, with the method's colour jitter (SimCLR's
+  strength 1; All4One's asymmetric.yaml, solarising its second views): one config for
+  both views, or a pair when the method augments its two views differently."""
+  method = methods.METHODS.get(config.ssl.method, field="ssl.method")
+  views = tuple(
+      AugmentConfig(
+          crop_scale=(config.ssl.crop_scale_min, 1.0),
+          flip_prob=config.ssl.flip_prob,
+          output_size=output_size,
+          **overrides,
+      )
+      for overrides in method.augment
   )
+  return views[0] if views[0] == views[1] else views
 
 
 def view_size(pipeline: transforms.Pipeline, image_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -101,7 +112,7 @@ def _pixels(images: np.ndarray) -> np.ndarray:
 
 
 def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
-  """Pretrains config.backbone with SimCLR (config.ssl); returns the checkpoint's path.
+  """Pretrains config.backbone with config.ssl.method; returns the checkpoint's path.
 
   Writes <workdir>/backbone (a vibe_jax backbone checkpoint, eval-mode BatchNorm
   statistics included, replaced if present), <workdir>/pretrain_log.jsonl (loss per
@@ -128,19 +139,15 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   backbone = build_backbone(
       config.backbone.arch, config.backbone.stem, config.backbone.width, seed=config.seed
   )
-  model = simclr.SimCLRModel(
-      backbone,
-      config.ssl.projector_hidden_dim,
-      config.ssl.projector_output_dim,
-      rngs=nnx.Rngs(config.seed + 1),
-  )
+  method = methods.METHODS.get(config.ssl.method, field="ssl.method")
+  model = method.build(backbone, config.ssl, config.seed + 1)
   with open(os.path.join(workdir, "pretrain_log.jsonl"), "w") as log_file:
 
     def log(record: dict) -> None:
       log_file.write(json.dumps(record) + "\n")
       log_file.flush()
 
-    model, history = simclr.fit(
+    model, history = method.fit(
         model,
         train_images,
         config.ssl,
@@ -149,7 +156,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
         std=pipeline.std,
         seed=config.seed,
         log=log,
-        desc=f"simclr-{config.backbone.arch}-w{config.backbone.width}",
+        desc=f"{config.ssl.method}-{config.backbone.arch}-w{config.backbone.width}",
     )
   train_seconds = time.time() - started
 
@@ -171,6 +178,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   pixel_mean = _pixels(dataset.train_images).mean(axis=0)
   summary = {
       "checkpoint": str(path),
+      "method": config.ssl.method,
       "steps": config.ssl.steps,
       "final_loss": history[-1]["loss"],
       "train_seconds": round(train_seconds, 1),
@@ -198,7 +206,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   run.write_json_atomically(os.path.join(workdir, "pretrain.json"), summary)
   print(
       f"backbone checkpoint: {path}\n"
-      f"SimCLR {summary['steps']} steps in {summary['train_seconds']} s, final loss "
+      f"{method.title} {summary['steps']} steps in {summary['train_seconds']} s, final loss "
       f"{summary['final_loss']:.4f}\n"
       f"kNN (k={k}, cosine) clean test accuracy: backbone "
       f"{100 * summary['knn_accuracy_backbone']:.2f} %, raw pixels "

@@ -1,4 +1,5 @@
-"""SimCLR: projector head, NT-Xent loss, optimisers and the jitted training loop.
+"""SimCLR: projector head, NT-Xent loss, optimisers and the jitted training loop (run_loop,
+which every SSL method here shares: all4one.py reuses it with its own step and state).
 
 The loop follows em/mstep.py: a jitted pure function over `nnx.split` state runs a
 `jax.lax.fori_loop` of steps, and each step's batch (`batch_indices`) and views (keys folded
@@ -35,14 +36,25 @@ __all__ = [
     "Projector",
     "SimCLRModel",
     "StepInputs",
+    "batch_norm",
+    "batch_views",
+    "check_batch_size",
     "fit",
     "learning_rate_schedule",
     "make_optimizer",
     "make_views",
     "nt_xent_loss",
+    "run_loop",
     "train_step",
     "train_steps",
 ]
+
+
+def batch_norm(features: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
+  """BatchNorm1d of the SSL heads, with the backbone's (PyTorch's) momentum and epsilon."""
+  return nnx.BatchNorm(
+      features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_fast_variance=False, rngs=rngs
+  )
 
 
 class Projector(nnx.Module):
@@ -50,9 +62,7 @@ class Projector(nnx.Module):
 
   def __init__(self, in_features: int, hidden_dim: int, output_dim: int, *, rngs: nnx.Rngs) -> None:
     self.linear1 = nnx.Linear(in_features, hidden_dim, rngs=rngs)
-    self.bn = nnx.BatchNorm(
-        hidden_dim, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_fast_variance=False, rngs=rngs
-    )
+    self.bn = batch_norm(hidden_dim, rngs=rngs)
     self.linear2 = nnx.Linear(hidden_dim, output_dim, rngs=rngs)
 
   def __call__(self, features: jax.Array) -> jax.Array:
@@ -156,18 +166,25 @@ class StepInputs(NamedTuple):
 def make_views(
     key: jax.Array,
     images: jax.Array,
-    augment_config: AugmentConfig,
+    augment_config: AugmentConfig | tuple[AugmentConfig, AugmentConfig],
     mean: jax.Array | Sequence[float],
     std: jax.Array | Sequence[float],
 ) -> jax.Array:
   """Two normalised views of each image, (2B, H', W', 3): first views, then second views.
 
+  `augment_config`: one config for both views, or one per view (asymmetric augmentation).
+
   Normalised by transforms.normalize with the data set's statistics, the function VIBE's
   own pipeline uses, so the backbone sees one input distribution before and after.
   """
   key1, key2 = jax.random.split(key)
+  if isinstance(augment_config, AugmentConfig):
+    augment_config = (augment_config, augment_config)
   views = jnp.concatenate(
-      [augment_batch(key1, images, augment_config), augment_batch(key2, images, augment_config)]
+      [
+          augment_batch(key1, images, augment_config[0]),
+          augment_batch(key2, images, augment_config[1]),
+      ]
   )
   return transforms.normalize(255.0 * views, mean, std)  # views are in [0, 1]
 
@@ -180,15 +197,10 @@ def _step(
     inputs: StepInputs,
     step: jax.Array,
     state: tuple[nnx.State, nnx.State, optax.OptState],
-) -> tuple[tuple[nnx.State, nnx.State, optax.OptState], jax.Array]:
+) -> tuple[tuple[nnx.State, nnx.State, optax.OptState], dict[str, jax.Array]]:
   """One SimCLR step: batch `step`, two views, NT-Xent, optimiser update."""
   params, rest, opt_state = state
-  batch_key, view_key = jax.random.split(inputs.key)
-  indices = batch_indices(batch_key, step, inputs.images.shape[0], batch_size)
-  batch = inputs.images[indices]
-  views = make_views(
-      jax.random.fold_in(view_key, step), batch, augment_config, inputs.mean, inputs.std
-  )
+  views = batch_views(inputs, step, batch_size, augment_config)
 
   def loss_fn(params, rest):
     # copy=True: fresh Variables at grad's trace level, so BatchNorm may update its
@@ -200,69 +212,146 @@ def _step(
 
   (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
   updates, opt_state = optimizer.update(grads, opt_state, params)
-  return (optax.apply_updates(params, updates), rest, opt_state), loss
+  return (optax.apply_updates(params, updates), rest, opt_state), {"loss": loss}
 
 
-_STATIC = ("graphdef", "optimizer", "batch_size", "augment_config")
-_DONATED = ("params", "rest", "opt_state")
-StepOutput = tuple[nnx.State, nnx.State, optax.OptState, jax.Array]  # state, loss
+def batch_views(
+    inputs: StepInputs,
+    step: jax.Array,
+    batch_size: int,
+    augment_config: AugmentConfig | tuple[AugmentConfig, AugmentConfig],
+) -> jax.Array:
+  """Batch `step` (em.mstep.batch_indices) and its two views, (2B, H', W', 3): a pure
+  function of (inputs.key, step), shared by every SSL method."""
+  batch_key, view_key = jax.random.split(inputs.key)
+  indices = batch_indices(batch_key, step, inputs.images.shape[0], batch_size)
+  return make_views(
+      jax.random.fold_in(view_key, step),
+      inputs.images[indices],
+      augment_config,
+      inputs.mean,
+      inputs.std,
+  )
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC, donate_argnames=_DONATED)
+# A method's step: (inputs, step, state) -> (state, metrics), metrics a dict of scalars
+# with at least "loss". Static (hashed by identity): a functools.partial over the method's
+# graphdefs, optimiser and batch size.
+StepFn = Callable[[StepInputs, jax.Array, object], tuple[object, dict[str, jax.Array]]]
+
+
+@functools.partial(jax.jit, static_argnames=("step_fn",), donate_argnames=("state",))
 def train_steps(
-    graphdef: nnx.GraphDef,
-    params: nnx.State,
-    rest: nnx.State,
-    opt_state: optax.OptState,
+    step_fn: StepFn,
+    state: object,
     *,
     inputs: StepInputs,
     first_step: jax.Array,
     num_steps: jax.Array,
-    optimizer: optax.GradientTransformation,
-    batch_size: int,
-    augment_config: AugmentConfig,
-) -> StepOutput:
+) -> tuple[object, dict[str, jax.Array]]:
   """Runs `num_steps` steps from `first_step` in one compiled loop (accelerators).
 
   `num_steps` is traced, so chunks of any length share one compilation. Returns the new
-  state and the chunk's mean loss.
+  state and the chunk's mean metrics.
   """
-  step = functools.partial(_step, graphdef, optimizer, batch_size, augment_config, inputs)
+  zeros = jax.tree.map(
+      lambda leaf: jnp.zeros(leaf.shape, jnp.float32),
+      jax.eval_shape(step_fn, inputs, first_step, state)[1],
+  )
 
   def body(i, carry):
-    state, loss_sum = carry
-    state, loss = step(first_step + i, state)
-    return state, loss_sum + loss
+    state, sums = carry
+    state, metrics = step_fn(inputs, first_step + i, state)
+    return state, jax.tree.map(jnp.add, sums, metrics)
 
-  (params, rest, opt_state), loss_sum = jax.lax.fori_loop(
-      0, num_steps, body, ((params, rest, opt_state), jnp.zeros((), jnp.float32))
-  )
-  return params, rest, opt_state, loss_sum / jnp.maximum(num_steps, 1)
+  state, sums = jax.lax.fori_loop(0, num_steps, body, (state, zeros))
+  return state, jax.tree.map(lambda total: total / jnp.maximum(num_steps, 1), sums)
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC, donate_argnames=_DONATED)
+@functools.partial(jax.jit, static_argnames=("step_fn",), donate_argnames=("state",))
 def train_step(
-    graphdef: nnx.GraphDef,
-    params: nnx.State,
-    rest: nnx.State,
-    opt_state: optax.OptState,
-    *,
-    inputs: StepInputs,
-    step: jax.Array,
-    optimizer: optax.GradientTransformation,
-    batch_size: int,
-    augment_config: AugmentConfig,
-) -> StepOutput:
+    step_fn: StepFn, state: object, *, inputs: StepInputs, step: jax.Array
+) -> tuple[object, dict[str, jax.Array]]:
   """One step as its own program: the same step as train_steps, driven from the host.
 
   Why: XLA:CPU runs weight-gradient convolutions inside a while loop (fori_loop) about
   100x slower than outside one (measured with jax 0.10.2: 0.34 s -> 34 s for one conv), so
   on CPU the host loop is ~10x faster; on GPU/TPU the compiled loop avoids dispatch.
   """
-  (params, rest, opt_state), loss = _step(
-      graphdef, optimizer, batch_size, augment_config, inputs, step, (params, rest, opt_state)
+  return step_fn(inputs, step, state)
+
+
+def check_batch_size(ssl: ml_collections.ConfigDict, num_samples: int) -> None:
+  if not 2 <= ssl.batch_size <= num_samples:
+    raise ValueError(
+        f"ssl.batch_size={ssl.batch_size} must lie in [2, {num_samples}] (the number of "
+        "training images); lower ssl.batch_size."
+    )
+
+
+def run_loop(
+    step_fn: StepFn,
+    state: object,
+    images: np.ndarray | jax.Array,
+    ssl: ml_collections.ConfigDict,
+    *,
+    mean: Sequence[float],
+    std: Sequence[float],
+    seed: int,
+    log: Callable[[dict], None],
+    desc: str,
+    host_loop: bool | None,
+    name: str,
+) -> tuple[object, list[dict]]:
+  """The training loop every SSL method shares: ssl.steps steps of `step_fn` from `state`.
+
+  One record {"step", "loss", <the step's other metrics>, "lr"} per chunk of ssl.log_every
+  steps (chunk means) goes to `log` and to the returned history. `host_loop` (default: on
+  CPU only) runs each step as its own jitted call instead of one fori_loop per chunk; both
+  give the same steps. A non-finite loss stops the run naming ssl.lr.
+  """
+  schedule = learning_rate_schedule(ssl)
+  if host_loop is None:
+    host_loop = jax.default_backend() == "cpu"
+  inputs = StepInputs(
+      images=jnp.asarray(images),
+      key=jax.random.key(seed),
+      temperature=jnp.asarray(ssl.temperature, jnp.float32),
+      mean=jnp.asarray(mean, jnp.float32),
+      std=jnp.asarray(std, jnp.float32),
   )
-  return params, rest, opt_state, loss
+  boundaries = [*range(0, ssl.steps, ssl.log_every), ssl.steps]
+  history = []
+  with tqdm.tqdm(total=ssl.steps, desc=desc, unit="it", dynamic_ncols=True) as bar:
+    for start, stop in zip(boundaries[:-1], boundaries[1:]):
+      if host_loop:
+        sums = None
+        for step in range(start, stop):
+          state, metrics = train_step(step_fn, state, inputs=inputs, step=jnp.asarray(step))
+          sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
+          bar.update(1)
+        metrics = jax.tree.map(lambda total: total / (stop - start), sums)
+      else:
+        state, metrics = train_steps(
+            step_fn,
+            state,
+            inputs=inputs,
+            first_step=jnp.asarray(start),
+            num_steps=jnp.asarray(stop - start),
+        )
+        bar.update(stop - start)
+      metrics = {key: float(value) for key, value in metrics.items()}
+      loss = metrics.pop("loss")
+      if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"{name} loss became {loss} between steps {start} and {stop}; lower the "
+            f"learning rate ssl.lr (now {ssl.lr}) or raise ssl.warmup_steps."
+        )
+      record = {"step": stop, "loss": loss, **metrics, "lr": float(schedule(stop - 1))}
+      history.append(record)
+      log(record)
+      bar.set_postfix(loss=f"{loss:.4f}")
+  return state, history
 
 
 def fit(
@@ -281,64 +370,25 @@ def fit(
   """Trains `model` (train mode) for ssl.steps steps; returns it and the loss history.
 
   One record {"step", "loss", "lr"} per chunk of ssl.log_every steps (the chunk's mean
-  loss) goes to `log` and to the returned history. The input model's arrays may be
-  donated: use the returned model. `host_loop` (default: on CPU only) runs each step as
-  its own jitted call instead of one fori_loop per chunk; both give the same steps.
+  loss) goes to `log` and to the returned history (run_loop). The input model's arrays may
+  be donated: use the returned model.
   """
-  num_samples = images.shape[0]
-  if not 2 <= ssl.batch_size <= num_samples:
-    raise ValueError(
-        f"ssl.batch_size={ssl.batch_size} must lie in [2, {num_samples}] (the number of "
-        "training images); lower ssl.batch_size."
-    )
+  check_batch_size(ssl, images.shape[0])
   model.train()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   optimizer = make_optimizer(ssl)
-  opt_state = optimizer.init(params)
-  schedule = learning_rate_schedule(ssl)
-  if host_loop is None:
-    host_loop = jax.default_backend() == "cpu"
-  inputs = StepInputs(
-      images=jnp.asarray(images),
-      key=jax.random.key(seed),
-      temperature=jnp.asarray(ssl.temperature, jnp.float32),
-      mean=jnp.asarray(mean, jnp.float32),
-      std=jnp.asarray(std, jnp.float32),
+  step_fn = functools.partial(_step, graphdef, optimizer, ssl.batch_size, augment_config)
+  (params, rest, _), history = run_loop(
+      step_fn,
+      (params, rest, optimizer.init(params)),
+      images,
+      ssl,
+      mean=mean,
+      std=std,
+      seed=seed,
+      log=log,
+      desc=desc,
+      host_loop=host_loop,
+      name="SimCLR",
   )
-  static = dict(optimizer=optimizer, batch_size=ssl.batch_size, augment_config=augment_config)
-  boundaries = [*range(0, ssl.steps, ssl.log_every), ssl.steps]
-  history = []
-  with tqdm.tqdm(total=ssl.steps, desc=desc, unit="it", dynamic_ncols=True) as bar:
-    for start, stop in zip(boundaries[:-1], boundaries[1:]):
-      if host_loop:
-        loss_sum = jnp.zeros((), jnp.float32)
-        for step in range(start, stop):
-          params, rest, opt_state, loss = train_step(
-              graphdef, params, rest, opt_state, inputs=inputs, step=jnp.asarray(step), **static
-          )
-          loss_sum = loss_sum + loss
-          bar.update(1)
-        loss = loss_sum / (stop - start)
-      else:
-        params, rest, opt_state, loss = train_steps(
-            graphdef,
-            params,
-            rest,
-            opt_state,
-            inputs=inputs,
-            first_step=jnp.asarray(start),
-            num_steps=jnp.asarray(stop - start),
-            **static,
-        )
-        bar.update(stop - start)
-      loss = float(loss)
-      if not math.isfinite(loss):
-        raise FloatingPointError(
-            f"SimCLR loss became {loss} between steps {start} and {stop}; lower the "
-            f"learning rate ssl.lr (now {ssl.lr}) or raise ssl.warmup_steps."
-        )
-      record = {"step": stop, "loss": loss, "lr": float(schedule(stop - 1))}
-      history.append(record)
-      log(record)
-      bar.set_postfix(loss=f"{loss:.4f}")
   return nnx.merge(graphdef, params, rest), history
