@@ -199,11 +199,11 @@ def test_two_processes_fine_tuning_a_backbone_match_one(tmp_path):
       "--variant=ss_a",
       f"--config.backbone.checkpoint={tmp_path / 'backbone'}",
       "--config.baseline.enabled=False",
-      "--config.train.steps=20",
-      "--config.estep.period=10",
-      "--config.train.eval_every=20",
+      "--config.train.steps=10",
+      "--config.estep.period=5",
+      "--config.train.eval_every=10",
       "--config.train.batch_size=64",
-      "--config.train.log_every=10",
+      "--config.train.log_every=5",
   ]
   single, _ = result_of(run_helper(tmp_path / "single", overrides, devices=4))
   multi, rows = run_two_processes(tmp_path, overrides)
