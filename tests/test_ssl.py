@@ -17,7 +17,7 @@ from vibe_jax import features as features_lib
 from vibe_jax import run
 from vibe_jax.data import transforms
 from vibe_jax.models import ResNet, build_backbone, load_backbone, load_backbone_model
-from vibe_jax.ssl import augment, knn_eval, pretrain, simclr
+from vibe_jax.ssl import augment, knn_eval, pretrain, simclr, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Only the flip: crop scale and ratio 1 make the crop the identity.
@@ -155,13 +155,13 @@ def test_nt_xent_matches_numpy(temperature):
 
 def test_schedule_warms_up_then_decays_to_zero():
   ssl = _tiny_ssl(100, lr=0.5, warmup_steps=10)
-  schedule = simclr.learning_rate_schedule(ssl)
+  schedule = training.learning_rate_schedule(ssl)
   np.testing.assert_allclose(
       [schedule(0), schedule(5), schedule(10), schedule(55), schedule(100)],
       [0.0, 0.25, 0.5, 0.25, 0.0],
       atol=1e-6,
   )
-  short = simclr.learning_rate_schedule(_tiny_ssl(5, lr=0.5, warmup_steps=10))
+  short = training.learning_rate_schedule(_tiny_ssl(5, lr=0.5, warmup_steps=10))
   np.testing.assert_allclose(short(4), 0.2, atol=1e-6)  # ends inside the warmup
 
 
@@ -169,7 +169,7 @@ def test_schedule_warms_up_then_decays_to_zero():
 def test_optimizers_decay_kernels_but_not_biases(name):
   ssl = _tiny_ssl(10, optimizer=name, lr=0.1, weight_decay=0.5)
   params = {"kernel": jnp.ones((3, 4)), "bias": jnp.ones((4,))}
-  optimizer = simclr.make_optimizer(ssl)
+  optimizer = training.make_optimizer(ssl)
   zero_grads = jax.tree.map(jnp.zeros_like, params)
   updates, _ = optimizer.update(zero_grads, optimizer.init(params), params)
   assert float(jnp.max(updates["kernel"])) < 0.0  # weight decay shrinks the kernel
@@ -302,7 +302,7 @@ def test_views_are_normalised_like_the_vibe_pipeline(dataset):
   )
   pipeline = transforms.get_pipeline(dataset)
   images = jnp.asarray(np.random.default_rng(7).integers(0, 256, (4, 32, 32, 3), np.uint8))
-  views = simclr.make_views(jax.random.key(0), images, identity, pipeline.mean, pipeline.std)
+  views = training.make_views(jax.random.key(0), images, identity, pipeline.mean, pipeline.std)
   expected = pipeline.eval(images)
   np.testing.assert_allclose(views, jnp.concatenate([expected, expected]), atol=1e-5)
 

@@ -17,9 +17,10 @@ image's 5 nearest neighbours. Three objectives, with solo-learn's weights:
 - redundancy: an RMS of the cross-correlation between momentum and online projections of the
   two views, features normalised over the batch: diagonal to 1, off-diagonal to 0.
 
-Everything else (data, views, optimisers, schedule, loop, checkpoint) is simclr.py's. Batches
-and views are pure functions of (seed, step); so is the transformer's dropout. Each view goes
-through the networks on its own, so BatchNorm normalises per view as in solo-learn.
+Everything else (data, views, optimisers, schedule, loop) is shared with SimCLR
+(training.py), and so is the checkpoint. Batches and views are pure functions of (seed,
+step); so is the transformer's dropout. Each view goes through the networks on its own, so
+BatchNorm normalises per view as in solo-learn.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import optax
 from flax import nnx
 
 from vibe_jax.models.resnet import ResNet
-from vibe_jax.ssl import simclr
+from vibe_jax.ssl import training
 from vibe_jax.ssl.augment import AugmentConfig
 
 __all__ = [
@@ -82,11 +83,11 @@ class Projector(nnx.Module):
 
   def __init__(self, in_features: int, hidden_dim: int, output_dim: int, *, rngs: nnx.Rngs) -> None:
     self.linear1 = nnx.Linear(in_features, hidden_dim, rngs=rngs)
-    self.bn1 = simclr.batch_norm(hidden_dim, rngs=rngs)
+    self.bn1 = training.batch_norm(hidden_dim, rngs=rngs)
     self.linear2 = nnx.Linear(hidden_dim, hidden_dim, rngs=rngs)
-    self.bn2 = simclr.batch_norm(hidden_dim, rngs=rngs)
+    self.bn2 = training.batch_norm(hidden_dim, rngs=rngs)
     self.linear3 = nnx.Linear(hidden_dim, output_dim, rngs=rngs)
-    self.bn3 = simclr.batch_norm(output_dim, rngs=rngs)
+    self.bn3 = training.batch_norm(output_dim, rngs=rngs)
 
   def __call__(self, features: jax.Array) -> jax.Array:
     hidden = nnx.relu(self.bn1(self.linear1(features)))
@@ -99,7 +100,7 @@ class Predictor(nnx.Module):
 
   def __init__(self, dim: int, hidden_dim: int, *, rngs: nnx.Rngs) -> None:
     self.linear1 = nnx.Linear(dim, hidden_dim, rngs=rngs)
-    self.bn = simclr.batch_norm(hidden_dim, rngs=rngs)
+    self.bn = training.batch_norm(hidden_dim, rngs=rngs)
     self.linear2 = nnx.Linear(hidden_dim, dim, rngs=rngs)
 
   def __call__(self, z: jax.Array) -> jax.Array:
@@ -376,7 +377,7 @@ def _online_encoder_params(params: nnx.State) -> nnx.State:
 
 
 def make_optimizer(ssl: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """simclr.make_optimizer for everything, except that the transformer encoder has its own
+  """training.make_optimizer for everything, except that the transformer encoder has its own
   peak learning rate ssl.transformer_lr (solo-learn's parameter group with lr 0.1), on the
   same warmup-cosine schedule."""
   transformer_ssl = ssl.copy_and_resolve_references()
@@ -389,7 +390,10 @@ def make_optimizer(ssl: ml_collections.ConfigDict) -> optax.GradientTransformati
     )
 
   return optax.multi_transform(
-      {"rest": simclr.make_optimizer(ssl), "transformer": simclr.make_optimizer(transformer_ssl)},
+      {
+          "rest": training.make_optimizer(ssl),
+          "transformer": training.make_optimizer(transformer_ssl),
+      },
       labels,
   )
 
@@ -413,14 +417,14 @@ def _step(
     batch_size: int,
     augment_config: AugmentConfig,
     tau_schedule: tuple[int, float, float],
-    inputs: simclr.StepInputs,
+    inputs: training.StepInputs,
     step: jax.Array,
     state: All4OneState,
 ) -> tuple[All4OneState, dict[str, jax.Array]]:
   """One All4One step: momentum projections and their neighbours (before this step's
   enqueue), the losses, an optimiser update, the momentum update with tau(step), then the
   first view's momentum projections enter the queue."""
-  views = simclr.batch_views(inputs, step, batch_size, augment_config)
+  views = training.batch_views(inputs, step, batch_size, augment_config)
   views = (views[:batch_size], views[batch_size:])
   momentum = nnx.merge(momentum_graphdef, state.momentum_params, state.momentum_rest)
   momentum_z = tuple(jax.lax.stop_gradient(momentum(x)) for x in views)
@@ -429,7 +433,7 @@ def _step(
   dropout_key = jax.random.fold_in(jax.random.fold_in(inputs.key, _DROPOUT_STREAM), step)
 
   def loss_fn(params, rest):
-    model = nnx.merge(graphdef, params, rest, copy=True)  # see simclr._step
+    model = nnx.merge(graphdef, params, rest, copy=True)  # see simclr._step for why copy=True
     terms = model.losses(views, momentum_z, neighbours, inputs.temperature, dropout_key)
     return terms["loss"], (terms, nnx.state(model, nnx.Not(nnx.Param)))
 
@@ -488,10 +492,10 @@ def fit(
     desc: str = "all4one",
     host_loop: bool | None = None,
 ) -> tuple[All4OneModel, list[dict]]:
-  """Trains `model` with All4One for ssl.steps steps (simclr.run_loop); returns the online
+  """Trains `model` with All4One for ssl.steps steps (training.run_loop); returns the online
   model and the history (records also carry the unweighted terms and tau). The queue starts
   as random unit vectors (solo-learn: normalised randn)."""
-  simclr.check_batch_size(ssl, images.shape[0])
+  training.check_batch_size(ssl, images.shape[0])
   validate(ssl)
   model.train()
   momentum = model.momentum_encoder()
@@ -522,7 +526,7 @@ def fit(
       augment_config,
       (ssl.steps, ssl.base_tau, ssl.final_tau),
   )
-  state, history = simclr.run_loop(
+  state, history = training.run_loop(
       step_fn,
       state,
       images,

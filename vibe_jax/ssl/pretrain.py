@@ -25,7 +25,7 @@ from flax import nnx
 from vibe_jax import checkpoint, run
 from vibe_jax.data import transforms
 from vibe_jax.models.backbone import backbone_config, build_backbone, load_backbone
-from vibe_jax.ssl import methods, simclr
+from vibe_jax.ssl import methods, training
 from vibe_jax.ssl.augment import AugmentConfig
 from vibe_jax.ssl.knn_eval import knn_accuracy
 
@@ -37,7 +37,7 @@ def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
   ssl = config.ssl
   backbone_config(config.backbone.arch, config.backbone.stem, config.backbone.width)
   method = methods.METHODS.get(ssl.method, field="ssl.method")
-  simclr.OPTIMIZERS.get(ssl.optimizer, field="ssl.optimizer")
+  training.OPTIMIZERS.get(ssl.optimizer, field="ssl.optimizer")
   positive = {
       "ssl.steps": ssl.steps,
       "ssl.batch_size": ssl.batch_size,

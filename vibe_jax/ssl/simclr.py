@@ -1,10 +1,4 @@
-"""SimCLR: projector head, NT-Xent loss, optimisers and the jitted training loop (run_loop,
-which every SSL method here shares: all4one.py reuses it with its own step and state).
-
-The loop follows em/mstep.py: a jitted pure function over `nnx.split` state runs a
-`jax.lax.fori_loop` of steps, and each step's batch (`batch_indices`) and views (keys folded
-with the step) are pure functions of (key, step), so chunk boundaries do not change the run.
-On CPU the same step runs from a host loop instead (see train_step for why).
+"""SimCLR: projector head, NT-Xent loss, its step and `fit` (the loop is training.py's).
 
 Both views of a batch go through the network as one 2B batch, so BatchNorm sees both views
 together (solo-learn forwards each view separately; the difference is the BN batch only).
@@ -13,48 +7,20 @@ together (solo-learn forwards each view separately; the difference is the BN bat
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 from flax import nnx
 
-from vibe_jax.data import transforms
-from vibe_jax.em.mstep import batch_indices
-from vibe_jax.models.resnet import BN_EPSILON, BN_MOMENTUM, ResNet
-from vibe_jax.registry import Registry
-from vibe_jax.ssl.augment import AugmentConfig, augment_batch
+from vibe_jax.models.resnet import ResNet
+from vibe_jax.ssl import training
+from vibe_jax.ssl.augment import AugmentConfig
 
-__all__ = [
-    "OPTIMIZERS",
-    "Projector",
-    "SimCLRModel",
-    "StepInputs",
-    "batch_norm",
-    "batch_views",
-    "check_batch_size",
-    "fit",
-    "learning_rate_schedule",
-    "make_optimizer",
-    "make_views",
-    "nt_xent_loss",
-    "run_loop",
-    "train_step",
-    "train_steps",
-]
-
-
-def batch_norm(features: int, *, rngs: nnx.Rngs) -> nnx.BatchNorm:
-  """BatchNorm1d of the SSL heads, with the backbone's (PyTorch's) momentum and epsilon."""
-  return nnx.BatchNorm(
-      features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, use_fast_variance=False, rngs=rngs
-  )
+__all__ = ["Projector", "SimCLRModel", "fit", "nt_xent_loss"]
 
 
 class Projector(nnx.Module):
@@ -62,7 +28,7 @@ class Projector(nnx.Module):
 
   def __init__(self, in_features: int, hidden_dim: int, output_dim: int, *, rngs: nnx.Rngs) -> None:
     self.linear1 = nnx.Linear(in_features, hidden_dim, rngs=rngs)
-    self.bn = batch_norm(hidden_dim, rngs=rngs)
+    self.bn = training.batch_norm(hidden_dim, rngs=rngs)
     self.linear2 = nnx.Linear(hidden_dim, output_dim, rngs=rngs)
 
   def __call__(self, features: jax.Array) -> jax.Array:
@@ -97,110 +63,18 @@ def nt_xent_loss(z1: jax.Array, z2: jax.Array, temperature: float | jax.Array) -
   return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - positive_logits)
 
 
-def learning_rate_schedule(ssl: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warmup from 0 over ssl.warmup_steps, then cosine decay to 0 at ssl.steps.
-
-  A run shorter than the warmup (a smoke test with --config.ssl.steps=5) simply ends
-  inside it, rather than failing.
-  """
-  warmup = optax.linear_schedule(0.0, ssl.lr, ssl.warmup_steps)
-  decay = optax.cosine_decay_schedule(ssl.lr, max(ssl.steps - ssl.warmup_steps, 1))
-  return optax.join_schedules([warmup, decay], [ssl.warmup_steps])
-
-
-def _is_kernel(params: nnx.State) -> nnx.State:
-  """True for weight matrices / conv kernels; biases and BN scales are excluded from weight
-  decay and LARS adaptation (solo-learn's exclude_bias_n_norm)."""
-  return jax.tree.map(lambda p: jnp.ndim(p) > 1, params)
-
-
-OPTIMIZERS: Registry[
-    Callable[[ml_collections.ConfigDict, optax.Schedule], optax.GradientTransformation]
-] = Registry("ssl optimizer")
-
-
-@OPTIMIZERS.register("lars")
-def _lars(ssl: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
-  """The reference's optimiser (LARS, momentum 0.9, trust coefficient eta)."""
-  return optax.lars(
-      schedule,
-      weight_decay=ssl.weight_decay,
-      weight_decay_mask=_is_kernel,
-      trust_coefficient=ssl.lars_trust_coefficient,
-      trust_ratio_mask=_is_kernel,
-      momentum=ssl.momentum,
-  )
-
-
-@OPTIMIZERS.register("sgd")
-def _sgd(ssl: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
-  """SGD with momentum and coupled (PyTorch-style) weight decay on kernels only."""
-  return optax.chain(
-      optax.add_decayed_weights(ssl.weight_decay, mask=_is_kernel),
-      optax.sgd(schedule, momentum=ssl.momentum or None),
-  )
-
-
-@OPTIMIZERS.register("adam")
-def _adam(ssl: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
-  """AdamW (decoupled weight decay on kernels only); robust for short CPU runs."""
-  return optax.adamw(schedule, weight_decay=ssl.weight_decay, mask=_is_kernel)
-
-
-def make_optimizer(ssl: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """The optimiser named by ssl.optimizer, on the warmup-cosine schedule."""
-  build = OPTIMIZERS.get(ssl.optimizer, field="ssl.optimizer")
-  return build(ssl, learning_rate_schedule(ssl))
-
-
-class StepInputs(NamedTuple):
-  """The traced, non-state inputs of a step (a pytree, so one jit argument)."""
-
-  images: jax.Array  # (N, H, W, 3) uint8: the whole training set, on device
-  key: jax.Array  # batches and views are pure functions of (key, step)
-  temperature: jax.Array
-  mean: jax.Array  # (3,) the data set's statistics (transforms.get_pipeline)
-  std: jax.Array
-
-
-def make_views(
-    key: jax.Array,
-    images: jax.Array,
-    augment_config: AugmentConfig | tuple[AugmentConfig, AugmentConfig],
-    mean: jax.Array | Sequence[float],
-    std: jax.Array | Sequence[float],
-) -> jax.Array:
-  """Two normalised views of each image, (2B, H', W', 3): first views, then second views.
-
-  `augment_config`: one config for both views, or one per view (asymmetric augmentation).
-
-  Normalised by transforms.normalize with the data set's statistics, the function VIBE's
-  own pipeline uses, so the backbone sees one input distribution before and after.
-  """
-  key1, key2 = jax.random.split(key)
-  if isinstance(augment_config, AugmentConfig):
-    augment_config = (augment_config, augment_config)
-  views = jnp.concatenate(
-      [
-          augment_batch(key1, images, augment_config[0]),
-          augment_batch(key2, images, augment_config[1]),
-      ]
-  )
-  return transforms.normalize(255.0 * views, mean, std)  # views are in [0, 1]
-
-
 def _step(
     graphdef: nnx.GraphDef,
     optimizer: optax.GradientTransformation,
     batch_size: int,
     augment_config: AugmentConfig,
-    inputs: StepInputs,
+    inputs: training.StepInputs,
     step: jax.Array,
     state: tuple[nnx.State, nnx.State, optax.OptState],
 ) -> tuple[tuple[nnx.State, nnx.State, optax.OptState], dict[str, jax.Array]]:
   """One SimCLR step: batch `step`, two views, NT-Xent, optimiser update."""
   params, rest, opt_state = state
-  views = batch_views(inputs, step, batch_size, augment_config)
+  views = training.batch_views(inputs, step, batch_size, augment_config)
 
   def loss_fn(params, rest):
     # copy=True: fresh Variables at grad's trace level, so BatchNorm may update its
@@ -213,145 +87,6 @@ def _step(
   (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest)
   updates, opt_state = optimizer.update(grads, opt_state, params)
   return (optax.apply_updates(params, updates), rest, opt_state), {"loss": loss}
-
-
-def batch_views(
-    inputs: StepInputs,
-    step: jax.Array,
-    batch_size: int,
-    augment_config: AugmentConfig | tuple[AugmentConfig, AugmentConfig],
-) -> jax.Array:
-  """Batch `step` (em.mstep.batch_indices) and its two views, (2B, H', W', 3): a pure
-  function of (inputs.key, step), shared by every SSL method."""
-  batch_key, view_key = jax.random.split(inputs.key)
-  indices = batch_indices(batch_key, step, inputs.images.shape[0], batch_size)
-  return make_views(
-      jax.random.fold_in(view_key, step),
-      inputs.images[indices],
-      augment_config,
-      inputs.mean,
-      inputs.std,
-  )
-
-
-# A method's step: (inputs, step, state) -> (state, metrics), metrics a dict of scalars
-# with at least "loss". Static (hashed by identity): a functools.partial over the method's
-# graphdefs, optimiser and batch size.
-StepFn = Callable[[StepInputs, jax.Array, object], tuple[object, dict[str, jax.Array]]]
-
-
-@functools.partial(jax.jit, static_argnames=("step_fn",), donate_argnames=("state",))
-def train_steps(
-    step_fn: StepFn,
-    state: object,
-    *,
-    inputs: StepInputs,
-    first_step: jax.Array,
-    num_steps: jax.Array,
-) -> tuple[object, dict[str, jax.Array]]:
-  """Runs `num_steps` steps from `first_step` in one compiled loop (accelerators).
-
-  `num_steps` is traced, so chunks of any length share one compilation. Returns the new
-  state and the chunk's mean metrics.
-  """
-  zeros = jax.tree.map(
-      lambda leaf: jnp.zeros(leaf.shape, jnp.float32),
-      jax.eval_shape(step_fn, inputs, first_step, state)[1],
-  )
-
-  def body(i, carry):
-    state, sums = carry
-    state, metrics = step_fn(inputs, first_step + i, state)
-    return state, jax.tree.map(jnp.add, sums, metrics)
-
-  state, sums = jax.lax.fori_loop(0, num_steps, body, (state, zeros))
-  return state, jax.tree.map(lambda total: total / jnp.maximum(num_steps, 1), sums)
-
-
-@functools.partial(jax.jit, static_argnames=("step_fn",), donate_argnames=("state",))
-def train_step(
-    step_fn: StepFn, state: object, *, inputs: StepInputs, step: jax.Array
-) -> tuple[object, dict[str, jax.Array]]:
-  """One step as its own program: the same step as train_steps, driven from the host.
-
-  Why: XLA:CPU runs weight-gradient convolutions inside a while loop (fori_loop) about
-  100x slower than outside one (measured with jax 0.10.2: 0.34 s -> 34 s for one conv), so
-  on CPU the host loop is ~10x faster; on GPU/TPU the compiled loop avoids dispatch.
-  """
-  return step_fn(inputs, step, state)
-
-
-def check_batch_size(ssl: ml_collections.ConfigDict, num_samples: int) -> None:
-  if not 2 <= ssl.batch_size <= num_samples:
-    raise ValueError(
-        f"ssl.batch_size={ssl.batch_size} must lie in [2, {num_samples}] (the number of "
-        "training images); lower ssl.batch_size."
-    )
-
-
-def run_loop(
-    step_fn: StepFn,
-    state: object,
-    images: np.ndarray | jax.Array,
-    ssl: ml_collections.ConfigDict,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    seed: int,
-    log: Callable[[dict], None],
-    desc: str,
-    host_loop: bool | None,
-    name: str,
-) -> tuple[object, list[dict]]:
-  """The training loop every SSL method shares: ssl.steps steps of `step_fn` from `state`.
-
-  One record {"step", "loss", <the step's other metrics>, "lr"} per chunk of ssl.log_every
-  steps (chunk means) goes to `log` and to the returned history. `host_loop` (default: on
-  CPU only) runs each step as its own jitted call instead of one fori_loop per chunk; both
-  give the same steps. A non-finite loss stops the run naming ssl.lr.
-  """
-  schedule = learning_rate_schedule(ssl)
-  if host_loop is None:
-    host_loop = jax.default_backend() == "cpu"
-  inputs = StepInputs(
-      images=jnp.asarray(images),
-      key=jax.random.key(seed),
-      temperature=jnp.asarray(ssl.temperature, jnp.float32),
-      mean=jnp.asarray(mean, jnp.float32),
-      std=jnp.asarray(std, jnp.float32),
-  )
-  boundaries = [*range(0, ssl.steps, ssl.log_every), ssl.steps]
-  history = []
-  with tqdm.tqdm(total=ssl.steps, desc=desc, unit="it", dynamic_ncols=True) as bar:
-    for start, stop in zip(boundaries[:-1], boundaries[1:]):
-      if host_loop:
-        sums = None
-        for step in range(start, stop):
-          state, metrics = train_step(step_fn, state, inputs=inputs, step=jnp.asarray(step))
-          sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
-          bar.update(1)
-        metrics = jax.tree.map(lambda total: total / (stop - start), sums)
-      else:
-        state, metrics = train_steps(
-            step_fn,
-            state,
-            inputs=inputs,
-            first_step=jnp.asarray(start),
-            num_steps=jnp.asarray(stop - start),
-        )
-        bar.update(stop - start)
-      metrics = {key: float(value) for key, value in metrics.items()}
-      loss = metrics.pop("loss")
-      if not math.isfinite(loss):
-        raise FloatingPointError(
-            f"{name} loss became {loss} between steps {start} and {stop}; lower the "
-            f"learning rate ssl.lr (now {ssl.lr}) or raise ssl.warmup_steps."
-        )
-      record = {"step": stop, "loss": loss, **metrics, "lr": float(schedule(stop - 1))}
-      history.append(record)
-      log(record)
-      bar.set_postfix(loss=f"{loss:.4f}")
-  return state, history
 
 
 def fit(
@@ -370,15 +105,15 @@ def fit(
   """Trains `model` (train mode) for ssl.steps steps; returns it and the loss history.
 
   One record {"step", "loss", "lr"} per chunk of ssl.log_every steps (the chunk's mean
-  loss) goes to `log` and to the returned history (run_loop). The input model's arrays may
-  be donated: use the returned model.
+  loss) goes to `log` and to the returned history (training.run_loop). The input model's
+  arrays may be donated: use the returned model.
   """
-  check_batch_size(ssl, images.shape[0])
+  training.check_batch_size(ssl, images.shape[0])
   model.train()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  optimizer = make_optimizer(ssl)
+  optimizer = training.make_optimizer(ssl)
   step_fn = functools.partial(_step, graphdef, optimizer, ssl.batch_size, augment_config)
-  (params, rest, _), history = run_loop(
+  (params, rest, _), history = training.run_loop(
       step_fn,
       (params, rest, optimizer.init(params)),
       images,
