@@ -15,6 +15,7 @@ from typing import Callable
 import ml_collections
 import numpy as np
 
+from vibe_jax import parallel
 from vibe_jax.registry import Registry
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]
@@ -33,10 +34,8 @@ def l2_normalize(features: np.ndarray) -> np.ndarray:
 def pixel_features(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
   """Flattened pixels in [0, 1], centred on the training mean image."""
   del config
-  from vibe_jax.parallel import mean_over_processes
-
-  mean = mean_over_processes(train_images.reshape(len(train_images), -1).astype(np.float32))
-  mean = mean / 255.0
+  pixels = train_images.reshape(len(train_images), -1).astype(np.float32)
+  mean = parallel.mean_over_processes(pixels) / 255.0
   return lambda images: images.reshape(len(images), -1).astype(np.float32) / 255.0 - mean
 
 
