@@ -447,18 +447,17 @@ def clean_reference_accuracy() -> float:
 
 
 # (attack, baseline ASR at least, VIBE ASR at most), variant A. Measured at seed 0:
-#   label_consistent: baseline 37.7 %, VIBE 13.4 %. A clean-label attack flips no label, so
-#     the E-step has nothing to restore; on frozen pixel features the trigger stays a
-#     feature of class 0 (VIBE's lower concentration only shrinks it). The paper's VIBE
-#     relies on self-supervised features here. Documented bounds, not the 70 / 5 %.
-#   uba_patch: VIBE-A 5.6 % (seed 0; 2.8 % at seed 1; a clean model scores 0.6 %): an
-#     input-agnostic p(y|l) sees many-to-many flips as symmetric label noise and leaves a
-#     small residual; VIBE-F reaches 1.7 %. Bound 8 %.
+#   label_consistent (the reference's 25 % of class 0): baseline 14.6 %, VIBE 1.6 %. A linear
+#     head on pixels keeps the clean evidence of every digit, so this clean-label attack
+#     implants weakly on digits (configs/digits_label_consistent.py says why); bound 10 %.
+#   uba_patch: VIBE-A 5.6 % (seed 0; 3.5, 3.9, 2.2, 4.8 % at seeds 1-4; a clean model scores
+#     0.6 %): an input-agnostic p(y|l) sees many-to-many flips as symmetric label noise and
+#     leaves a small residual; VIBE-F reaches 1.7 %. Bound 8 %.
 E2E = [
     ("ftrojan", 0.70, 0.05),
     ("adaptive_blend", 0.70, 0.05),
     ("adaptive_patch", 0.70, 0.05),
-    ("label_consistent", 0.25, 0.20),
+    ("label_consistent", 0.10, 0.05),
     ("uba_patch", 0.70, 0.08),
     ("uba_blend", 0.70, 0.05),
     ("multi", 0.70, 0.05),
