@@ -305,6 +305,32 @@ def test_bad_ssl_config_fails_before_training(field, value, match):
     pretrain.validate_ssl_config(config)
 
 
+def test_pretraining_runs_in_one_process():
+  config = _digits_ssl_config(steps=20)
+  config.parallel.coordinator_address = "auto"
+  with pytest.raises(ValueError, match="parallel.coordinator_address"):
+    pretrain.validate_ssl_config(config)
+
+
+def test_one_and_four_devices_pretrain_alike():
+  """Data parallel over 4 devices takes the steps 1 device takes (BatchNorm statistics and
+  NT-Xent over the whole batch); a batch that does not divide is refused, naming the field.
+  All4One gives the same with `python tests/helpers/ssl_devices.py all4one`."""
+  done = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "tests", "helpers", "ssl_devices.py"), "simclr"],
+      capture_output=True,
+      text=True,
+      timeout=600,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  result = json.loads(done.stdout.splitlines()[-1])["simclr"]
+  assert [r["step"] for r in result["sharded"]] == [3, 6]
+  for single, sharded in zip(result["single"], result["sharded"]):
+    assert sharded["loss"] == pytest.approx(single["loss"], rel=1e-5)
+  assert result["max_weight_difference"] < 1e-5
+  assert "ssl.batch_size=6 does not divide over the 4 devices" in result["error"]
+
+
 def test_pretraining_an_ss_config_needs_no_checkpoint_yet():
   """`--mode pretrain` with the ss_f config validates only data and ssl fields; training
   it still asks for the checkpoint."""

@@ -71,7 +71,14 @@ def replicate(array: np.ndarray, mesh: Mesh) -> jax.Array:
 def replicate_tree(tree, mesh: Mesh):
   """Every array leaf of `tree` replicated over the mesh as a global array (the training
   state, so that multi-host jit and checkpointing see one array, not per-host copies)."""
-  return jax.tree.map(lambda leaf: replicate(np.asarray(leaf), mesh), tree)
+
+  def leaf_on_mesh(leaf):
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):  # keys travel as their data
+      data = replicate(np.asarray(jax.random.key_data(leaf)), mesh)
+      return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    return replicate(np.asarray(leaf), mesh)
+
+  return jax.tree.map(leaf_on_mesh, tree)
 
 
 def to_host(array: jax.Array) -> np.ndarray:

@@ -36,6 +36,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
 from vibe_jax.models.resnet import ResNet
 from vibe_jax.ssl import training
@@ -491,11 +492,12 @@ def fit(
     log: Callable[[dict], None] = lambda record: None,
     desc: str = "all4one",
     host_loop: bool | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[All4OneModel, list[dict]]:
   """Trains `model` with All4One for ssl.steps steps (training.run_loop); returns the online
   model and the history (records also carry the unweighted terms and tau). The queue starts
   as random unit vectors (solo-learn: normalised randn)."""
-  training.check_batch_size(ssl, images.shape[0])
+  training.check_batch_size(ssl, images.shape[0], mesh)
   validate(ssl)
   model.train()
   momentum = model.momentum_encoder()
@@ -537,6 +539,7 @@ def fit(
       log=log,
       desc=desc,
       host_loop=host_loop,
+      mesh=mesh,
       name="All4One",
   )
   return nnx.merge(graphdef, state.params, state.rest), history

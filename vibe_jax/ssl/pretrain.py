@@ -22,7 +22,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from vibe_jax import checkpoint, run
+from vibe_jax import checkpoint, parallel, run
 from vibe_jax.data import transforms
 from vibe_jax.models.backbone import backbone_config, build_backbone, load_backbone
 from vibe_jax.ssl import methods, training
@@ -57,6 +57,12 @@ def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"ssl.weight_decay={ssl.weight_decay} must be >= 0.")
   augment_config(config)  # validates crop_scale_min and flip_prob
   method.validate(ssl)
+  if config.parallel.coordinator_address:
+    raise ValueError(
+        "--mode pretrain runs in one process, data parallel over that host's devices; unset "
+        f"parallel.coordinator_address (now {config.parallel.coordinator_address!r}), then "
+        "give the checkpoint to every host of the VIBE run (backbone.checkpoint)."
+    )
 
 
 def augment_config(
@@ -116,7 +122,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
 
   Writes <workdir>/backbone (a vibe_jax backbone checkpoint, eval-mode BatchNorm
   statistics included, replaced if present), <workdir>/pretrain_log.jsonl (loss per
-  chunk) and <workdir>/pretrain.json (timings and the kNN diagnostic).
+  chunk) and <workdir>/pretrain.json (timings and the kNN diagnostic). Data parallel over
+  parallel.num_devices of this process's devices (0: all of them).
   """
   run.validate_data_config(config)  # any variant's config: ss_* need no checkpoint yet
   validate_ssl_config(config)
@@ -126,6 +133,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
         config.ssl.warmup_steps,
         config.ssl.steps,
     )
+  mesh = parallel.make_mesh(config.parallel.num_devices or None)
+  training.check_batch_divides(config.ssl, mesh)
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "pretrain_config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))
@@ -157,6 +166,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
         seed=config.seed,
         log=log,
         desc=f"{config.ssl.method}-{config.backbone.arch}-w{config.backbone.width}",
+        mesh=mesh,
     )
   train_seconds = time.time() - started
 

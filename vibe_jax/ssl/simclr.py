@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
 from vibe_jax.models.resnet import ResNet
 from vibe_jax.ssl import training
@@ -101,14 +102,16 @@ def fit(
     log: Callable[[dict], None] = lambda record: None,
     desc: str = "simclr",
     host_loop: bool | None = None,
+    mesh: Mesh | None = None,
 ) -> tuple[SimCLRModel, list[dict]]:
   """Trains `model` (train mode) for ssl.steps steps; returns it and the loss history.
 
   One record {"step", "loss", "lr"} per chunk of ssl.log_every steps (the chunk's mean
   loss) goes to `log` and to the returned history (training.run_loop). The input model's
-  arrays may be donated: use the returned model.
+  arrays may be donated: use the returned model. With a `mesh`, data parallel over its
+  devices (training.run_loop).
   """
-  training.check_batch_size(ssl, images.shape[0])
+  training.check_batch_size(ssl, images.shape[0], mesh)
   model.train()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   optimizer = training.make_optimizer(ssl)
@@ -124,6 +127,7 @@ def fit(
       log=log,
       desc=desc,
       host_loop=host_loop,
+      mesh=mesh,
       name="SimCLR",
   )
   return nnx.merge(graphdef, params, rest), history

@@ -5,10 +5,16 @@ The loop follows em/mstep.py: a jitted pure function over `nnx.split` state runs
 `jax.lax.fori_loop` of steps, and each step's batch (`batch_indices`) and views (keys folded
 with the step) are pure functions of (key, step), so chunk boundaries do not change the run.
 On CPU the same step runs from a host loop instead (see train_step for why).
+
+Data parallel over a mesh (run_loop's `mesh`): the state and the training images are
+replicated, each step's batch is constrained to the mesh's 'data' axis, and XLA partitions
+the rest (BatchNorm statistics and the contrastive loss stay over the whole batch), so a
+run over several devices takes the same steps as on one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -21,7 +27,9 @@ import numpy as np
 import optax
 import tqdm
 from flax import nnx
+from jax.sharding import Mesh, PartitionSpec as P
 
+from vibe_jax import parallel
 from vibe_jax.data import transforms
 from vibe_jax.em.mstep import batch_indices
 from vibe_jax.models.resnet import BN_EPSILON, BN_MOMENTUM
@@ -34,6 +42,7 @@ __all__ = [
     "StepInputs",
     "batch_norm",
     "batch_views",
+    "check_batch_divides",
     "check_batch_size",
     "learning_rate_schedule",
     "make_optimizer",
@@ -153,9 +162,12 @@ def batch_views(
   function of (inputs.key, step), shared by every SSL method."""
   batch_key, view_key = jax.random.split(inputs.key)
   indices = batch_indices(batch_key, step, inputs.images.shape[0], batch_size)
+  batch = inputs.images[indices]
+  if not jax.sharding.get_abstract_mesh().empty:  # run_loop's mesh: each device its share
+    batch = jax.lax.with_sharding_constraint(batch, P(parallel.DATA_AXIS))
   return make_views(
       jax.random.fold_in(view_key, step),
-      inputs.images[indices],
+      batch,
       augment_config,
       inputs.mean,
       inputs.std,
@@ -209,11 +221,24 @@ def train_step(
   return step_fn(inputs, step, state)
 
 
-def check_batch_size(ssl: ml_collections.ConfigDict, num_samples: int) -> None:
+def check_batch_size(
+    ssl: ml_collections.ConfigDict, num_samples: int, mesh: Mesh | None = None
+) -> None:
   if not 2 <= ssl.batch_size <= num_samples:
     raise ValueError(
         f"ssl.batch_size={ssl.batch_size} must lie in [2, {num_samples}] (the number of "
         "training images); lower ssl.batch_size."
+    )
+  if mesh is not None:
+    check_batch_divides(ssl, mesh)
+
+
+def check_batch_divides(ssl: ml_collections.ConfigDict, mesh: Mesh) -> None:
+  devices = mesh.shape[parallel.DATA_AXIS]
+  if ssl.batch_size % devices:
+    raise ValueError(
+        f"ssl.batch_size={ssl.batch_size} does not divide over the {devices} devices; use "
+        f"a multiple of {devices} or set parallel.num_devices."
     )
 
 
@@ -230,13 +255,15 @@ def run_loop(
     desc: str,
     host_loop: bool | None,
     name: str,
+    mesh: Mesh | None = None,
 ) -> tuple[object, list[dict]]:
   """The training loop every SSL method shares: ssl.steps steps of `step_fn` from `state`.
 
   One record {"step", "loss", <the step's other metrics>, "lr"} per chunk of ssl.log_every
   steps (chunk means) goes to `log` and to the returned history. `host_loop` (default: on
   CPU only) runs each step as its own jitted call instead of one fori_loop per chunk; both
-  give the same steps. A non-finite loss stops the run naming ssl.lr.
+  give the same steps. A non-finite loss stops the run naming ssl.lr. With a `mesh` the
+  steps run data parallel over its devices (module docstring).
   """
   schedule = learning_rate_schedule(ssl)
   if host_loop is None:
@@ -248,9 +275,14 @@ def run_loop(
       mean=jnp.asarray(mean, jnp.float32),
       std=jnp.asarray(std, jnp.float32),
   )
+  if mesh is not None:
+    state, inputs = parallel.replicate_tree((state, inputs), mesh)
   boundaries = [*range(0, ssl.steps, ssl.log_every), ssl.steps]
   history = []
-  with tqdm.tqdm(total=ssl.steps, desc=desc, unit="it", dynamic_ncols=True) as bar:
+  with (
+      jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext(),
+      tqdm.tqdm(total=ssl.steps, desc=desc, unit="it", dynamic_ncols=True) as bar,
+  ):
     for start, stop in zip(boundaries[:-1], boundaries[1:]):
       if host_loop:
         sums = None

@@ -1,0 +1,99 @@
+"""SSL pretraining on one device and data parallel over four (virtual CPU devices), in its
+own process since the device count is fixed at start-up.
+
+  python tests/helpers/ssl_devices.py METHOD [METHOD ...]
+
+Prints one JSON line: per method the loss records of both runs, the largest difference of
+the trained weights, and the error a batch that does not divide over the devices gives.
+"""
+
+import json
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+os.environ["JAX_PLATFORMS"] = "cpu"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from configs import common  # noqa: E402
+from vibe_jax import parallel  # noqa: E402
+from vibe_jax.ssl import augment, methods  # noqa: E402
+
+
+class TinyBackbone(nnx.Module):
+  """Conv, BatchNorm (whose batch statistics must span every device), pooling. (A bias
+  before BatchNorm would get only rounding noise as gradient, which Adam scales up.)"""
+
+  feature_dim = 8
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(3, self.feature_dim, (3, 3), use_bias=False, rngs=rngs)  # as in ResNet
+    self.bn = nnx.BatchNorm(self.feature_dim, rngs=rngs)
+
+  def __call__(self, images):
+    return jnp.mean(nnx.relu(self.bn(self.conv(images))), axis=(1, 2))
+
+
+def fit(method_name: str, mesh, batch_size: int = 16):
+  ssl = common.base_config().ssl
+  ssl.update(
+      {
+          "method": method_name,
+          "steps": 6,
+          "batch_size": batch_size,
+          "optimizer": "adam",
+          "lr": 3e-3,
+          "weight_decay": 0.0,
+          "warmup_steps": 0,
+          "projector_hidden_dim": 32,
+          "projector_output_dim": 16,
+          "predictor_hidden_dim": 16,
+          "queue_size": 32,
+          "log_every": 3,
+      }
+  )
+  method = methods.METHODS.get(method_name)
+  images = np.random.default_rng(4).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
+  model, history = method.fit(
+      method.build(TinyBackbone(nnx.Rngs(0)), ssl, 1),
+      images,
+      ssl,
+      augment_config=augment.AugmentConfig(crop_scale=(0.5, 1.0)),
+      mean=(0.5,) * 3,
+      std=(0.25,) * 3,
+      seed=0,
+      host_loop=True,
+      mesh=mesh,
+  )
+  return history, [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.state(model.backbone))]
+
+
+def main() -> None:
+  mesh = parallel.make_mesh(4)
+  out = {}
+  for name in sys.argv[1:]:
+    single, single_weights = fit(name, None)
+    sharded, sharded_weights = fit(name, mesh)
+    try:
+      fit(name, mesh, batch_size=6)
+      error = ""
+    except ValueError as e:
+      error = str(e)
+    out[name] = {
+        "single": single,
+        "sharded": sharded,
+        "max_weight_difference": max(
+            float(np.max(np.abs(a - b))) for a, b in zip(single_weights, sharded_weights)
+        ),
+        "error": error,
+    }
+  print(json.dumps(out))
+
+
+if __name__ == "__main__":
+  main()
