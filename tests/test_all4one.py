@@ -312,6 +312,7 @@ def _fit_tiny(host_loop):
   )
 
 
+@pytest.mark.slow
 def test_fit_logs_the_terms_and_tau_is_deterministic_and_both_loops_agree():
   """The host loop's records; the same seed gives the same records and weights; the
   accelerator path (one fori_loop per chunk, queue and momentum network in the carry) takes
@@ -354,6 +355,7 @@ def _digits_all4one_config(steps):
   return config
 
 
+@pytest.mark.slow
 def test_pretrain_all4one_on_digits_writes_a_loadable_backbone(tmp_path):
   """A few steps with a width-4 ResNet-18: the checkpoint is the one SimCLR writes (VIBE's
   ss_* / fm_* variants load it unchanged)."""

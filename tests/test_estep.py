@@ -68,6 +68,7 @@ def test_column_marginal_steers_label_counts():
   assert counts.min() > 60, counts  # without the marginal constraint all would be class 0
 
 
+@pytest.mark.slow
 def test_diverging_momentum_falls_back_to_plain_sinkhorn():
   # A peaked late-EM problem on which ott's adaptive momentum overshoots to an infinite
   # marginal error by iteration 90 while ott still flags it converged.

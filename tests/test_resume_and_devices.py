@@ -59,6 +59,7 @@ def main_py(*args):
   return done
 
 
+@pytest.mark.slow
 def test_one_and_eight_devices_agree(tmp_path):
   one, _ = result_of(run_helper(tmp_path / "one", SMALL, devices=1))
   eight, _ = result_of(run_helper(tmp_path / "eight", SMALL, devices=8))
@@ -258,6 +259,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
       assert evaluated[name][metric] == stored[name][metric]
 
 
+@pytest.mark.slow
 def test_checkpoint_that_does_not_fit_is_a_clear_error(tmp_path):
   from flax import nnx
 

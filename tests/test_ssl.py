@@ -211,6 +211,7 @@ def _tiny_ssl(steps, **overrides):
   return ssl
 
 
+@pytest.mark.slow
 def test_loss_decreases_and_host_and_compiled_loops_agree():
   # 32 images, 16 x 16, width 4: the views of each image must be told apart from the rest.
   data = np.random.default_rng(4).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
@@ -312,6 +313,7 @@ def test_pretraining_runs_in_one_process():
     pretrain.validate_ssl_config(config)
 
 
+@pytest.mark.slow
 def test_one_and_four_devices_pretrain_alike():
   """Data parallel over 4 devices takes the steps 1 device takes (BatchNorm statistics and
   NT-Xent over the whole batch); a batch that does not divide is refused, naming the field.
