@@ -325,7 +325,10 @@ def test_one_and_four_devices_pretrain_alike():
       timeout=600,
   )
   assert done.returncode == 0, done.stderr[-3000:]
-  result = json.loads(done.stdout.splitlines()[-1])["simclr"]
+  out = json.loads(done.stdout.splitlines()[-1])
+  # Really partitioned: no device convolves all 2 x 16 views, each its 8.
+  assert max(out["convolved_batch_sizes"]) == 8
+  result = out["simclr"]
   assert [r["step"] for r in result["sharded"]] == [3, 6]
   for single, sharded in zip(result["single"], result["sharded"]):
     assert sharded["loss"] == pytest.approx(single["loss"], rel=1e-5)
