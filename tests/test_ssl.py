@@ -13,6 +13,7 @@ import pytest
 from flax import nnx
 
 from configs import common, digits_badnets
+from helpers.tiny import tiny_ssl
 from vibe_jax import features as features_lib
 from vibe_jax import run
 from vibe_jax.data import transforms
@@ -154,20 +155,20 @@ def test_nt_xent_matches_numpy(temperature):
 
 
 def test_schedule_warms_up_then_decays_to_zero():
-  ssl = _tiny_ssl(100, lr=0.5, warmup_steps=10)
+  ssl = tiny_ssl(100, lr=0.5, warmup_steps=10)
   schedule = training.learning_rate_schedule(ssl)
   np.testing.assert_allclose(
       [schedule(0), schedule(5), schedule(10), schedule(55), schedule(100)],
       [0.0, 0.25, 0.5, 0.25, 0.0],
       atol=1e-6,
   )
-  short = training.learning_rate_schedule(_tiny_ssl(5, lr=0.5, warmup_steps=10))
+  short = training.learning_rate_schedule(tiny_ssl(5, lr=0.5, warmup_steps=10))
   np.testing.assert_allclose(short(4), 0.2, atol=1e-6)  # ends inside the warmup
 
 
 @pytest.mark.parametrize("name", ["lars", "sgd", "adam"])
 def test_optimizers_decay_kernels_but_not_biases(name):
-  ssl = _tiny_ssl(10, optimizer=name, lr=0.1, weight_decay=0.5)
+  ssl = tiny_ssl(10, optimizer=name, lr=0.1, weight_decay=0.5)
   params = {"kernel": jnp.ones((3, 4)), "bias": jnp.ones((4,))}
   optimizer = training.make_optimizer(ssl)
   zero_grads = jax.tree.map(jnp.zeros_like, params)
@@ -192,25 +193,6 @@ def test_knn_accuracy_matches_bruteforce():
   )
 
 
-def _tiny_ssl(steps, **overrides):
-  ssl = common.base_config().ssl
-  ssl.update(
-      {
-          "steps": steps,
-          "batch_size": 16,
-          "optimizer": "adam",
-          "lr": 3e-3,
-          "weight_decay": 0.0,
-          "warmup_steps": 0,
-          "projector_hidden_dim": 32,
-          "projector_output_dim": 16,
-          "log_every": 5,
-          **overrides,
-      }
-  )
-  return ssl
-
-
 @pytest.mark.slow
 def test_loss_decreases_and_host_and_compiled_loops_agree():
   # 32 images, 16 x 16, width 4: the views of each image must be told apart from the rest.
@@ -224,7 +206,7 @@ def test_loss_decreases_and_host_and_compiled_loops_agree():
     return simclr.fit(
         model,
         data,
-        _tiny_ssl(steps),
+        tiny_ssl(steps),
         augment_config=config,
         mean=(0.5,) * 3,
         std=(0.25,) * 3,
@@ -248,7 +230,7 @@ def test_nan_loss_names_the_learning_rate_field():
     simclr.fit(
         model,
         data,
-        _tiny_ssl(2, lr=float("nan"), log_every=2),
+        tiny_ssl(2, lr=float("nan"), log_every=2),
         augment_config=augment.AugmentConfig(),
         mean=(0.5,) * 3,
         std=(0.25,) * 3,

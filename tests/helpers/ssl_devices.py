@@ -16,14 +16,15 @@ import sys
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
 os.environ["JAX_PLATFORMS"] = "cpu"
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.dirname(TESTS), TESTS]
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from configs import common  # noqa: E402
+from helpers.tiny import tiny_ssl  # noqa: E402
 from vibe_jax import parallel  # noqa: E402
 from vibe_jax.ssl import augment, methods, simclr, training  # noqa: E402
 
@@ -42,29 +43,15 @@ class TinyBackbone(nnx.Module):
     return jnp.mean(nnx.relu(self.bn(self.conv(images))), axis=(1, 2))
 
 
-def tiny_ssl(method_name: str, batch_size: int = 16):
-  ssl = common.base_config().ssl
-  ssl.update(
-      {
-          "method": method_name,
-          "steps": 6,
-          "batch_size": batch_size,
-          "optimizer": "adam",
-          "lr": 3e-3,
-          "weight_decay": 0.0,
-          "warmup_steps": 0,
-          "projector_hidden_dim": 32,
-          "projector_output_dim": 16,
-          "predictor_hidden_dim": 16,
-          "queue_size": 32,
-          "log_every": 3,
-      }
-  )
-  return ssl
-
-
 def fit(method_name: str, mesh, batch_size: int = 16):
-  ssl = tiny_ssl(method_name, batch_size)
+  ssl = tiny_ssl(
+      6,
+      method=method_name,
+      batch_size=batch_size,
+      predictor_hidden_dim=16,
+      queue_size=32,
+      log_every=3,
+  )
   method = methods.METHODS.get(method_name)
   images = np.random.default_rng(4).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
   model, history = method.fit(
@@ -84,7 +71,7 @@ def fit(method_name: str, mesh, batch_size: int = 16):
 def convolved_batch_sizes(mesh) -> list[int]:
   """Leading sizes of the (n, 16, 16, 8) conv activations in SimCLR's compiled step: at most
   2B / 4 = 8 per device when the step is really partitioned, 2B = 32 when it is not."""
-  ssl = tiny_ssl("simclr")
+  ssl = tiny_ssl(6)
   model = methods.METHODS.get("simclr").build(TinyBackbone(nnx.Rngs(0)), ssl, 1)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   optimizer = training.make_optimizer(ssl)
