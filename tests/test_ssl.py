@@ -315,7 +315,7 @@ def test_one_and_four_devices_pretrain_alike():
   for single, sharded in zip(result["single"], result["sharded"]):
     assert sharded["loss"] == pytest.approx(single["loss"], rel=1e-5)
   assert result["max_weight_difference"] < 1e-5
-  assert "ssl.batch_size=6 does not divide over the 4 devices" in result["error"]
+  assert "ssl.batch_size=6 does not divide over 4 devices" in result["error"]
 
 
 def test_pretraining_an_ss_config_needs_no_checkpoint_yet():

@@ -134,7 +134,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
         config.ssl.steps,
     )
   mesh = parallel.make_mesh(config.parallel.num_devices or None)
-  training.check_batch_divides(config.ssl, mesh)
+  parallel.check_batch_divides(config.ssl.batch_size, mesh, "ssl.batch_size")
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "pretrain_config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=2))

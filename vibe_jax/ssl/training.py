@@ -42,7 +42,6 @@ __all__ = [
     "StepInputs",
     "batch_norm",
     "batch_views",
-    "check_batch_divides",
     "check_batch_size",
     "learning_rate_schedule",
     "make_optimizer",
@@ -230,16 +229,7 @@ def check_batch_size(
         "training images); lower ssl.batch_size."
     )
   if mesh is not None:
-    check_batch_divides(ssl, mesh)
-
-
-def check_batch_divides(ssl: ml_collections.ConfigDict, mesh: Mesh) -> None:
-  devices = mesh.shape[parallel.DATA_AXIS]
-  if ssl.batch_size % devices:
-    raise ValueError(
-        f"ssl.batch_size={ssl.batch_size} does not divide over the {devices} devices; use "
-        f"a multiple of {devices} or set parallel.num_devices."
-    )
+    parallel.check_batch_divides(ssl.batch_size, mesh, "ssl.batch_size")
 
 
 def run_loop(
