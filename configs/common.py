@@ -43,7 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
       {"leiden": "auto", "num_neighbors": 50, "delta": 0.275, "seed": 0}
   )
   config.checkpoint = ml_collections.ConfigDict({"every": 1000})
-  # Devices: num_devices 0 = all; coordinator_address '' = one process, 'auto' = detect.
+  # Devices: num_devices 0 = all; coordinator_address '' = one process, 'auto' = detect;
+  # heartbeat_timeout_s: silence after which the coordinator counts a process dead.
   config.parallel = ml_collections.ConfigDict(
       {
           "num_devices": 0,
@@ -51,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
           "num_processes": 1,
           "process_id": 0,
           "per_host_loading": True,
+          "heartbeat_timeout_s": 100,
       }
   )
   config.vibe = ml_collections.ConfigDict(

@@ -18,13 +18,19 @@ def initialize_distributed(config) -> None:
   address = config.coordinator_address
   if not address or jax.distributed.is_initialized():
     return
+  if config.heartbeat_timeout_s <= 0:
+    raise ValueError(
+        f"parallel.heartbeat_timeout_s={config.heartbeat_timeout_s} must be positive "
+        "(seconds without a heartbeat before a process counts as dead; JAX's default is 100)."
+    )
   # CPU collectives across processes (harmless on GPU/TPU, which bring their own).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  timeout = {"heartbeat_timeout_seconds": int(config.heartbeat_timeout_s)}
   if address == "auto":
-    jax.distributed.initialize()
+    jax.distributed.initialize(**timeout)
   else:
     jax.distributed.initialize(
-        address, num_processes=config.num_processes, process_id=config.process_id
+        address, num_processes=config.num_processes, process_id=config.process_id, **timeout
     )
 
 
