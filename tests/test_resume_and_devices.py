@@ -3,13 +3,14 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+
+from helpers.processes import cpu_environment, run_processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELPER = os.path.join(ROOT, "tests", "helpers", "run_digits.py")
@@ -23,17 +24,11 @@ SMALL = [
 
 
 def run_helper(workdir, overrides, devices=1, env=None, **kwargs):
-  environment = {
-      **os.environ,
-      "JAX_PLATFORMS": "cpu",
-      "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-      **(env or {}),
-  }
   kwargs = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **kwargs}
   return subprocess.Popen(
       [sys.executable, HELPER, str(workdir), *overrides],
       cwd=ROOT,
-      env=environment,
+      env=cpu_environment(devices, env),
       text=True,
       **kwargs,
   )
@@ -116,12 +111,6 @@ def test_estep_on_sharded_features():
   assert float(agree[1]) >= 0.9995
 
 
-def free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def rows_read(path):
   """Every row index recorded by run_digits.py's RECORD_TRAINING_ROWS."""
   reads = []
@@ -134,40 +123,13 @@ def rows_read(path):
 def run_two_processes(tmp_path, overrides):
   """The helper as 2 processes x 2 CPU devices (gloo); rank 0's result, and the training
   rows each process read."""
-  port = free_port()
-  logs = [(tmp_path / f"out{rank}.log", tmp_path / f"err{rank}.log") for rank in range(2)]
-  processes = []
-  for rank, (out, err) in enumerate(logs):
-    with open(out, "w") as stdout, open(err, "w") as stderr:
-      processes.append(
-          run_helper(
-              tmp_path / "multi",
-              overrides
-              + [
-                  f"--config.parallel.coordinator_address=127.0.0.1:{port}",
-                  "--config.parallel.num_processes=2",
-                  f"--config.parallel.process_id={rank}",
-                  # A busy 2-core CI machine can starve the coordinator past JAX's 100 s.
-                  "--config.parallel.heartbeat_timeout_s=900",
-              ],
-              devices=2,
-              env={"RECORD_TRAINING_ROWS": str(tmp_path / f"rows{rank}.npy")},
-              stdout=stdout,
-              stderr=stderr,
-          )
-      )
-  for process in processes:
-    process.wait(timeout=900)
-  outputs = [(out.read_text(), err.read_text()) for out, err in logs]
-  if any(process.returncode for process in processes):
-    pytest.fail(
-        "\n".join(
-            f"rank {rank} exited {process.returncode}; stderr ends:\n{err[-3000:]}"
-            for rank, (process, (_, err)) in enumerate(zip(processes, outputs))
-        )
-    )
-  line = [l for l in outputs[0][0].splitlines() if l.startswith("RESULT ")][-1]
-  assert not any(l.startswith("RESULT ") for l in outputs[1][0].splitlines())  # only rank 0
+  outputs = run_processes(
+      [sys.executable, HELPER, str(tmp_path / "multi"), *overrides],
+      tmp_path / "logs",
+      rank_env=lambda rank: {"RECORD_TRAINING_ROWS": str(tmp_path / f"rows{rank}.npy")},
+  )
+  line = [l for l in outputs[0].splitlines() if l.startswith("RESULT ")][-1]
+  assert not any(l.startswith("RESULT ") for l in outputs[1].splitlines())  # only rank 0
   rows = [rows_read(tmp_path / f"rows{rank}.npy") for rank in range(2)]
   return json.loads(line.removeprefix("RESULT ")), rows
 
