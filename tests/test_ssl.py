@@ -13,9 +13,11 @@ import pytest
 from flax import nnx
 
 from configs import common, digits_badnets
+from helpers.processes import cpu_environment, run_processes
 from helpers.tiny import tiny_ssl
 from vibe_jax import features as features_lib
 from vibe_jax import run
+from vibe_jax.checkpoint import load_backbone_checkpoint
 from vibe_jax.data import transforms
 from vibe_jax.models import ResNet, build_backbone, load_backbone, load_backbone_model
 from vibe_jax.ssl import augment, knn_eval, pretrain, simclr, training
@@ -288,11 +290,64 @@ def test_bad_ssl_config_fails_before_training(field, value, match):
     pretrain.validate_ssl_config(config)
 
 
-def test_pretraining_runs_in_one_process():
-  config = _digits_ssl_config(steps=20)
-  config.parallel.coordinator_address = "auto"
-  with pytest.raises(ValueError, match="parallel.coordinator_address"):
-    pretrain.validate_ssl_config(config)
+def _pretrain_command(workdir, *overrides):
+  """`--mode pretrain` of a small SimCLR backbone on the poisoned digits."""
+  return [
+      sys.executable,
+      "main.py",
+      "--config",
+      "configs/digits_badnets.py:ssl",
+      "--mode",
+      "pretrain",
+      f"--workdir={workdir}",
+      "--config.ssl.batch_size=32",
+      "--config.backbone.width=4",
+      "--config.ssl.projector_hidden_dim=16",
+      "--config.ssl.projector_output_dim=8",
+      *overrides,
+  ]
+
+
+@pytest.mark.slow
+def test_two_processes_pretrain_like_one(tmp_path):
+  """`--mode pretrain` as 2 processes x 2 devices takes the steps 1 process x 4 devices
+  takes; process 0 alone writes the workdir and prints."""
+  overrides = ["--config.ssl.steps=4", "--config.ssl.log_every=2"]
+  single = subprocess.Popen(
+      _pretrain_command(tmp_path / "one", *overrides),
+      cwd=ROOT,
+      env=cpu_environment(4),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+  )
+  outputs = run_processes(_pretrain_command(tmp_path / "two", *overrides), tmp_path / "logs")
+  _, err = single.communicate(timeout=900)
+  assert single.returncode == 0, err[-3000:]
+  assert "backbone checkpoint:" in outputs[0] and "backbone checkpoint:" not in outputs[1]
+  assert sorted(os.listdir(tmp_path / "two")) == [
+      "backbone",
+      "pretrain.json",
+      "pretrain_config.json",
+      "pretrain_log.jsonl",
+  ]
+  summary = json.loads((tmp_path / "two" / "pretrain.json").read_text())
+  assert (summary["devices"], summary["processes"]) == (4, 2)  # one mesh over both processes
+  one, two = (
+      [
+          json.loads(line)
+          for line in (tmp_path / run / "pretrain_log.jsonl").read_text().splitlines()
+      ]
+      for run in ("one", "two")
+  )
+  assert [record["step"] for record in two] == [2, 4]
+  for a, b in zip(one, two, strict=True):
+    assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+  (_, state_one), (_, state_two) = (
+      load_backbone_checkpoint(tmp_path / run / "backbone") for run in ("one", "two")
+  )
+  for a, b in zip(jax.tree.leaves(state_one), jax.tree.leaves(state_two), strict=True):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5)
 
 
 @pytest.mark.slow

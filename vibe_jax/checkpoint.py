@@ -68,8 +68,9 @@ def save_backbone(
   """Writes a backbone checkpoint atomically and returns its absolute path.
 
   `state` is a nested mapping of arrays (a pure dict, or an `nnx.State`); `model_config`
-  must be JSON-serialisable, since it is what rebuilds the module. Single-process: the
-  staging directory and rename are local file operations (conversion runs on one host).
+  must be JSON-serialisable, since it is what rebuilds the module. One process writes it
+  (the staging directory and rename are local file operations), also inside a multi-host
+  job, whose other processes do not take part: give it host arrays, not global ones.
   """
   directory = pathlib.Path(directory).absolute()
   if directory.exists() and not overwrite:
@@ -88,7 +89,7 @@ def save_backbone(
   staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
   try:
     staging.chmod(0o755)  # mkdtemp makes it owner-only; the checkpoint is for sharing
-    with ocp.StandardCheckpointer() as checkpointer:
+    with ocp.StandardCheckpointer(multiprocessing_options=_this_process_only()) as checkpointer:
       checkpointer.save(staging / _BACKBONE_STATE, _string_keyed(state))
       checkpointer.wait_until_finished()
     (staging / _BACKBONE_METADATA).write_text(metadata_text + "\n")
@@ -103,6 +104,14 @@ def save_backbone(
     shutil.rmtree(staging, ignore_errors=True)
     raise
   return directory
+
+
+def _this_process_only() -> ocp.options.MultiprocessingOptions:
+  """Orbax's options for a backbone save or load by this process alone (by default it waits
+  at barriers for every process of a multi-host job): process 0 writes the pretrained
+  backbone by itself, and each host reads one on its own."""
+  process = jax.process_index()
+  return ocp.options.MultiprocessingOptions(primary_host=process, active_processes={process})
 
 
 def load_backbone_checkpoint(
@@ -122,7 +131,7 @@ def load_backbone_checkpoint(
         f"{metadata_path} has format {metadata.get('format')!r} version "
         f"{metadata.get('version')!r}; expected {BACKBONE_FORMAT!r} version {_BACKBONE_VERSION}"
     )
-  with ocp.StandardCheckpointer() as checkpointer:
+  with ocp.StandardCheckpointer(multiprocessing_options=_this_process_only()) as checkpointer:
     path = directory / _BACKBONE_STATE
     # Onto this process's first device, whatever devices wrote it (in a multi-host job
     # the writer's device may belong to another process).

@@ -247,7 +247,14 @@ def fit(
   )
   batch_sharding = parallel.data_sharded(mesh)
   learning_rates = mstep.learning_rates(optimizer_config, train_mu_y)
-  with tqdm.tqdm(total=steps, initial=start, desc=desc, unit="it", dynamic_ncols=True) as bar:
+  with tqdm.tqdm(
+      total=steps,
+      initial=start,
+      desc=desc,
+      unit="it",
+      dynamic_ncols=True,
+      disable=jax.process_index() != 0,  # one bar per job, not per host
+  ) as bar:
     for begin, stop in zip(events[:-1], events[1:]):
       if is_vibe and begin % period == 0:
         current = nnx.merge(graphdef, params, rest)

@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from vibe_jax import checkpoint, parallel, run
 from vibe_jax.data import transforms
@@ -57,12 +58,6 @@ def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"ssl.weight_decay={ssl.weight_decay} must be >= 0.")
   augment_config(config)  # validates crop_scale_min and flip_prob
   method.validate(ssl)
-  if config.parallel.coordinator_address:
-    raise ValueError(
-        "--mode pretrain runs in one process, data parallel over that host's devices; unset "
-        f"parallel.coordinator_address (now {config.parallel.coordinator_address!r}), then "
-        "give the checkpoint to every host of the VIBE run (backbone.checkpoint)."
-    )
 
 
 def augment_config(
@@ -123,7 +118,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   Writes <workdir>/backbone (a vibe_jax backbone checkpoint, eval-mode BatchNorm
   statistics included, replaced if present), <workdir>/pretrain_log.jsonl (loss per
   chunk) and <workdir>/pretrain.json (timings and the kNN diagnostic). Data parallel over
-  parallel.num_devices of this process's devices (0: all of them).
+  parallel.num_devices devices (0: all of them), those of every process in a multi-host job
+  (parallel.coordinator_address): each host loads the whole training set, and process 0
+  alone writes the files and computes the diagnostic.
   """
   run.validate_data_config(config)  # any variant's config: ss_* need no checkpoint yet
   validate_ssl_config(config)
@@ -133,11 +130,12 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
         config.ssl.warmup_steps,
         config.ssl.steps,
     )
-  mesh = parallel.make_mesh(config.parallel.num_devices or None)
+  mesh = run.setup_devices(config)
   parallel.check_batch_divides(config.ssl.batch_size, mesh, "ssl.batch_size")
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "pretrain_config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "pretrain_config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
   started = time.time()
   experiment = run.build_experiment(config)
   train_images = experiment.poisoned_train.images  # labels deliberately unused
@@ -150,7 +148,11 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   )
   method = methods.METHODS.get(config.ssl.method, field="ssl.method")
   model = method.build(backbone, config.ssl, config.seed + 1)
-  with open(os.path.join(workdir, "pretrain_log.jsonl"), "w") as log_file:
+  with (
+      open(os.path.join(workdir, "pretrain_log.jsonl"), "w")
+      if jax.process_index() == 0
+      else open(os.devnull, "w")
+  ) as log_file:
 
     def log(record: dict) -> None:
       log_file.write(json.dumps(record) + "\n")
@@ -169,12 +171,31 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
         mesh=mesh,
     )
   train_seconds = time.time() - started
-
   model.backbone.eval()
-  path = checkpoint.save_backbone(
-      os.path.join(workdir, "backbone"),
+  path = pathlib.Path(workdir, "backbone").absolute()
+  if jax.process_index() == 0:
+    _save_and_summarise(config, path, model, experiment, history, train_seconds, mesh.size)
+  if jax.process_count() > 1:  # the others wait, so that no host leaves the job early
+    multihost_utils.sync_global_devices("vibe_jax pretrain finished")
+  return path
+
+
+def _save_and_summarise(
+    config: ml_collections.ConfigDict,
+    path: pathlib.Path,
+    model: nnx.Module,
+    experiment: run.Experiment,
+    history: list[dict],
+    train_seconds: float,
+    num_devices: int,
+) -> None:
+  """Process 0's part of `pretrain`: the checkpoint, the kNN diagnostic, pretrain.json."""
+  method = methods.METHODS.get(config.ssl.method)
+  pipeline = transforms.get_pipeline(config.dataset.name)
+  checkpoint.save_backbone(
+      path,
       backbone_config(config.backbone.arch, config.backbone.stem, config.backbone.width),
-      nnx.state(model.backbone),
+      jax.tree.map(np.asarray, nnx.state(model.backbone)),  # replicated: every host has it
       overwrite=True,
   )
 
@@ -212,8 +233,10 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
           k,
       ),
       "device": jax.devices()[0].device_kind,
+      "devices": num_devices,  # of the mesh, over every process
+      "processes": jax.process_count(),
   }
-  run.write_json_atomically(os.path.join(workdir, "pretrain.json"), summary)
+  run.write_json_atomically(str(path.parent / "pretrain.json"), summary)
   print(
       f"backbone checkpoint: {path}\n"
       f"{method.title} {summary['steps']} steps in {summary['train_seconds']} s, final loss "
@@ -223,4 +246,3 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
       f"{100 * summary['knn_accuracy_pixels']:.2f} %, centred pixels "
       f"{100 * summary['knn_accuracy_centred_pixels']:.2f} %"
   )
-  return path

@@ -9,7 +9,8 @@ On CPU the same step runs from a host loop instead (see train_step for why).
 Data parallel over a mesh (run_loop's `mesh`): the state and the training images are
 replicated, each step's batch is constrained to the mesh's 'data' axis, and XLA partitions
 the rest (BatchNorm statistics and the contrastive loss stay over the whole batch), so a
-run over several devices takes the same steps as on one.
+run over several devices takes the same steps as on one. The mesh may span the devices of
+several processes (a multi-host job): every process then passes the same images and state.
 """
 
 from __future__ import annotations
@@ -271,13 +272,19 @@ def run_loop(
   history = []
   with (
       jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext(),
-      tqdm.tqdm(total=ssl.steps, desc=desc, unit="it", dynamic_ncols=True) as bar,
+      tqdm.tqdm(
+          total=ssl.steps,
+          desc=desc,
+          unit="it",
+          dynamic_ncols=True,
+          disable=jax.process_index() != 0,
+      ) as bar,
   ):
     for start, stop in zip(boundaries[:-1], boundaries[1:]):
       if host_loop:
         sums = None
         for step in range(start, stop):
-          state, metrics = train_step(step_fn, state, inputs=inputs, step=jnp.asarray(step))
+          state, metrics = train_step(step_fn, state, inputs=inputs, step=np.int32(step))
           sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
           bar.update(1)
         metrics = jax.tree.map(lambda total: total / (stop - start), sums)
@@ -286,8 +293,8 @@ def run_loop(
             step_fn,
             state,
             inputs=inputs,
-            first_step=jnp.asarray(start),
-            num_steps=jnp.asarray(stop - start),
+            first_step=np.int32(start),
+            num_steps=np.int32(stop - start),
         )
         bar.update(stop - start)
       metrics = {key: float(value) for key, value in metrics.items()}
