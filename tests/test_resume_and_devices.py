@@ -1,5 +1,6 @@
 """Checkpoint/resume, eval mode, shape-mismatch errors, and multi-device equivalence."""
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -143,8 +144,10 @@ def assert_each_process_read_its_half(rows):
 
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
-  single, _ = result_of(run_helper(tmp_path / "single", SMALL, devices=4))
-  multi, rows = run_two_processes(tmp_path, SMALL)
+  with concurrent.futures.ThreadPoolExecutor() as pool:  # the reference runs alongside
+    single = pool.submit(result_of, run_helper(tmp_path / "single", SMALL, devices=4))
+    multi, rows = run_two_processes(tmp_path, SMALL)
+  single, _ = single.result()
   for name in ("baseline", "vibe"):
     for metric in ("acc", "asr", "ra"):
       assert multi["results"][name][metric] == pytest.approx(
@@ -181,8 +184,10 @@ def test_two_processes_fine_tuning_a_backbone_match_one(tmp_path):
       "--config.train.batch_size=64",
       "--config.train.log_every=5",
   ]
-  single, _ = result_of(run_helper(tmp_path / "single", overrides, devices=4))
-  multi, rows = run_two_processes(tmp_path, overrides)
+  with concurrent.futures.ThreadPoolExecutor() as pool:
+    single = pool.submit(result_of, run_helper(tmp_path / "single", overrides, devices=4))
+    multi, rows = run_two_processes(tmp_path, overrides)
+  single, _ = single.result()
   for metric in ("acc", "asr", "ra"):
     assert multi["results"]["vibe"][metric] == pytest.approx(
         single["results"]["vibe"][metric], abs=4e-3

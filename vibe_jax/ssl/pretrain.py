@@ -132,7 +132,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
     )
   mesh = run.setup_devices(config)
   parallel.check_batch_divides(config.ssl.batch_size, mesh, "ssl.batch_size")
-  if jax.process_index() == 0:
+  primary = jax.process_index() == 0
+  if primary:
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "pretrain_config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
@@ -148,10 +149,8 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   )
   method = methods.METHODS.get(config.ssl.method, field="ssl.method")
   model = method.build(backbone, config.ssl, config.seed + 1)
-  with (
-      open(os.path.join(workdir, "pretrain_log.jsonl"), "w")
-      if jax.process_index() == 0
-      else open(os.devnull, "w")
+  with open(
+      os.path.join(workdir, "pretrain_log.jsonl") if primary else os.devnull, "w"
   ) as log_file:
 
     def log(record: dict) -> None:
@@ -173,7 +172,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   train_seconds = time.time() - started
   model.backbone.eval()
   path = pathlib.Path(workdir, "backbone").absolute()
-  if jax.process_index() == 0:
+  if primary:
     _save_and_summarise(config, path, model, experiment, history, train_seconds, mesh.size)
   if jax.process_count() > 1:  # the others wait, so that no host leaves the job early
     multihost_utils.sync_global_devices("vibe_jax pretrain finished")
