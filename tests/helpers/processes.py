@@ -3,6 +3,7 @@
 import os
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -25,11 +26,14 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def run_processes(command, logs, *, num_processes=2, devices=2, rank_env=lambda rank: {}):
+def run_processes(
+    command, logs, *, num_processes=2, devices=2, rank_env=lambda rank: {}, timeout=900
+):
   """Runs `command` (an argv that takes --config.parallel.* overrides) as `num_processes`
   processes of `devices` devices each, joined through a local coordinator; returns each
   rank's stdout. Output goes to files under `logs` (pipes read one after the other can
-  fill and stall a rank); a rank that fails fails the test with every rank's stderr."""
+  fill and stall a rank). A rank that fails, or a job past `timeout` seconds, fails the
+  test with every rank's stderr (the other ranks killed: -9)."""
   port = free_port()
   os.makedirs(logs, exist_ok=True)
   paths = [
@@ -56,8 +60,14 @@ def run_processes(command, logs, *, num_processes=2, devices=2, rank_env=lambda 
               text=True,
           )
       )
-  for process in processes:
-    process.wait(timeout=900)
+  deadline = time.monotonic() + timeout
+  while None in (codes := [process.poll() for process in processes]):
+    if any(codes) or time.monotonic() > deadline:
+      for process in processes:  # the others would wait for a failed rank for long
+        process.kill()
+        process.wait()
+      break
+    time.sleep(0.2)
   outputs = [(open(out).read(), open(err).read()) for out, err in paths]
   if any(process.returncode for process in processes):
     pytest.fail(
