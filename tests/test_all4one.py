@@ -11,6 +11,7 @@ import pytest
 from flax import nnx
 
 from configs import common, digits_badnets
+from helpers.tiny import TinyBackbone
 from vibe_jax.models import ResNet, load_backbone_model
 from vibe_jax.ssl import all4one, augment, pretrain
 
@@ -236,7 +237,7 @@ def test_momentum_tau_schedule():
 
 def test_ema_update_and_momentum_copy():
   ssl = _tiny_ssl()
-  model = all4one.build_model(_TinyBackbone(nnx.Rngs(0)), ssl, 1)
+  model = all4one.build_model(TinyBackbone(nnx.Rngs(0)), ssl, 1)
   momentum = model.momentum_encoder()
   online = all4one._online_encoder_params(nnx.state(model, nnx.Param))
   momentum_params = nnx.state(momentum, nnx.Param)
@@ -265,17 +266,6 @@ def test_transformer_has_its_own_learning_rate():
 # --- training -------------------------------------------------------------------------------
 
 
-class _TinyBackbone(nnx.Module):
-  feature_dim = 8
-
-  def __init__(self, rngs):
-    self.conv = nnx.Conv(3, self.feature_dim, (3, 3), rngs=rngs)
-    self.bn = nnx.BatchNorm(self.feature_dim, rngs=rngs)
-
-  def __call__(self, images):
-    return jnp.mean(nnx.relu(self.bn(self.conv(images))), axis=(1, 2))
-
-
 def _tiny_ssl(**overrides):
   ssl = common.base_config().ssl
   ssl.update(
@@ -299,7 +289,7 @@ def _tiny_ssl(**overrides):
 
 def _fit_tiny(host_loop):
   data = np.random.default_rng(0).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8)
-  model = all4one.build_model(_TinyBackbone(nnx.Rngs(0)), _tiny_ssl(), 1)
+  model = all4one.build_model(TinyBackbone(nnx.Rngs(0)), _tiny_ssl(), 1)
   return all4one.fit(
       model,
       data,

@@ -14,7 +14,7 @@ from flax import nnx
 
 from configs import common, digits_badnets
 from helpers.processes import cpu_environment, run_processes
-from helpers.tiny import tiny_ssl
+from helpers.tiny import TinyBackbone, tiny_ssl
 from vibe_jax import features as features_lib
 from vibe_jax import run
 from vibe_jax.checkpoint import load_backbone_checkpoint
@@ -31,18 +31,6 @@ FLIP_ONLY = augment.AugmentConfig(
 
 # Jitted once per config: eager vmap dispatches op by op and is ~5x slower here.
 augment_batch = jax.jit(augment.augment_batch, static_argnums=2)
-
-
-class TinyBackbone(nnx.Module):
-  """A one-conv stand-in for the ResNet where only the training loop is under test."""
-
-  feature_dim = 8
-
-  def __init__(self, rngs: nnx.Rngs):
-    self.conv = nnx.Conv(3, self.feature_dim, (3, 3), rngs=rngs)
-
-  def __call__(self, images):
-    return jnp.mean(nnx.relu(self.conv(images)), axis=(1, 2))
 
 
 @pytest.fixture(scope="module")

@@ -24,23 +24,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from helpers.tiny import tiny_ssl  # noqa: E402
+from helpers.tiny import TinyBackbone, tiny_ssl  # noqa: E402
 from vibe_jax import parallel  # noqa: E402
 from vibe_jax.ssl import augment, methods, simclr, training  # noqa: E402
-
-
-class TinyBackbone(nnx.Module):
-  """Conv, BatchNorm (whose batch statistics must span every device), pooling. (A bias
-  before BatchNorm would get only rounding noise as gradient, which Adam scales up.)"""
-
-  feature_dim = 8
-
-  def __init__(self, rngs: nnx.Rngs):
-    self.conv = nnx.Conv(3, self.feature_dim, (3, 3), use_bias=False, rngs=rngs)  # as in ResNet
-    self.bn = nnx.BatchNorm(self.feature_dim, rngs=rngs)
-
-  def __call__(self, images):
-    return jnp.mean(nnx.relu(self.bn(self.conv(images))), axis=(1, 2))
 
 
 def fit(method_name: str, mesh, batch_size: int = 16):

@@ -1,6 +1,8 @@
-"""Small SSL settings shared by the tests and their subprocess helpers."""
+"""Small SSL settings and backbone shared by the tests and their subprocess helpers."""
 
+import jax.numpy as jnp
 import ml_collections
+from flax import nnx
 
 from configs import common
 
@@ -24,3 +26,18 @@ def tiny_ssl(steps: int, **overrides) -> ml_collections.ConfigDict:
       }
   )
   return ssl
+
+
+class TinyBackbone(nnx.Module):
+  """A stand-in for the ResNet where only the training loop is under test: conv, BatchNorm
+  (whose batch statistics must span every device of a mesh), pooling. (A bias before
+  BatchNorm would get only rounding noise as gradient, which Adam scales up.)"""
+
+  feature_dim = 8
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.conv = nnx.Conv(3, self.feature_dim, (3, 3), use_bias=False, rngs=rngs)  # as in ResNet
+    self.bn = nnx.BatchNorm(self.feature_dim, rngs=rngs)
+
+  def __call__(self, images):
+    return jnp.mean(nnx.relu(self.bn(self.conv(images))), axis=(1, 2))
