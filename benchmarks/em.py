@@ -9,8 +9,8 @@ logits on both sides.
 
 ours:  vibe_jax.em.loop.run_estep (ln P over the training set in batches of
        features.batch_size, ott Sinkhorn at tol 1e-4 with momentum, the label diagnostics)
-       then vibe_jax.em.mstep.train_steps for T steps in one device loop, on data laid out
-       by loop.shard_training_data, as loop.fit does; configs/common.py defaults. Timed
+       then vibe_jax.em.mstep.MStep for T steps in one compiled loop (vibe_jax.engine), on data laid out
+       by em.data.shard_training_data, as loop.fit does; configs/common.py defaults. Timed
        after one warm-up block (1 M-step) that compiles everything; the warm-up is reported.
 torch: ln P in batches of 1,024 with the PyTorch head of benchmarks/mstep.py, the
        reference-style E-step (10,001 Sinkhorn iterations, benchmarks/estep.py), T PyTorch
@@ -44,12 +44,13 @@ def _problem(num_samples: int, num_classes: int):
 
 def ours_block(features, true, given, centroids, prior_logits, period: int) -> dict:
   """Our block as loop.fit runs it: data sharded on a 1-device mesh, run_estep, then
-  train_steps with a device loop (frozen features). Times one warm-up block, then one."""
+  M-steps in one compiled loop (frozen features). Times one warm-up block, then one."""
   import jax
   from flax import nnx
   from configs import common as configs_common
-  from vibe_jax import parallel
+  from vibe_jax import engine, parallel
   from vibe_jax.em import loop, mstep
+  from vibe_jax.em.data import shard_training_data
   from vibe_jax.models.vibe import VibeHead, VibeModel
 
   num_classes = centroids.shape[0]
@@ -68,46 +69,35 @@ def ours_block(features, true, given, centroids, prior_logits, period: int) -> d
   )
   head.prior_logits.value = jax.numpy.asarray(prior_logits)
   mesh = parallel.make_mesh(1)
-  data = loop.shard_training_data(features, given, true, np.zeros(len(given), bool), mesh)
+  data = shard_training_data(features, given, true, np.zeros(len(given), bool), mesh)
   graphdef, params, rest = nnx.split(VibeModel(head), nnx.Param, ...)
   optimizer = mstep.make_optimizer(config.train, params)
   params, rest = parallel.replicate_tree((params, rest), mesh)
-  state = {
-      "params": params,
-      "rest": rest,
-      "step": 0,
-      "opt_state": parallel.replicate_tree(optimizer.init(params), mesh),
-  }
+  opt_state = parallel.replicate_tree(optimizer.init(params), mesh)
+  state = {"mstep": mstep.MStepState.start(params, rest, opt_state, data.num_valid), "step": 0}
+  step_fn = mstep.MStep(
+      graphdef=graphdef,
+      optimizer=optimizer,
+      objective="vibe",
+      batch_size=config.train.batch_size,
+      num_samples=data.num_valid,
+      batch_sharding=parallel.data_sharded(mesh),
+  )
   key = jax.random.key(config.seed)
-  batch_sharding = parallel.data_sharded(mesh)
+  settings = loop.EStepSettings.from_config(config)
 
   def block(num_steps: int) -> dict:
     times = {}
     start = time.perf_counter()
+    current = state["mstep"]
     labels, record = loop.run_estep(
-        nnx.merge(graphdef, state["params"], state["rest"]), data, config, first=False
+        nnx.merge(graphdef, current.params, current.rest), data, settings, first=False
     )
     times["estep"] = time.perf_counter() - start
     start = time.perf_counter()
-    state["params"], state["rest"], state["opt_state"], loss = common.block(
-        mstep.train_steps(
-            graphdef,
-            state["params"],
-            state["rest"],
-            state["opt_state"],
-            inputs=data.inputs,
-            given_labels=data.given_labels,
-            pseudo_labels=labels,
-            key=key,
-            first_step=state["step"],
-            num_steps=num_steps,
-            optimizer=optimizer,
-            objective="vibe",
-            batch_size=config.train.batch_size,
-            num_samples=data.num_valid,
-            batch_sharding=batch_sharding,
-            device_loop=True,
-        )
+    inputs = mstep.MStepInputs(data.inputs, data.given_labels, labels, key)
+    state["mstep"], metrics = engine.run_steps(
+        step_fn, current, inputs, state["step"], num_steps, host_loop=False
     )
     times["msteps"] = time.perf_counter() - start
     state["step"] += num_steps
@@ -116,10 +106,10 @@ def ours_block(features, true, given, centroids, prior_logits, period: int) -> d
         "total": times["estep"] + times["msteps"],
         "labels": parallel.to_host(labels)[: data.num_valid],
         "iterations": record["sinkhorn_iterations"],
-        "loss": float(loss),
+        "loss": metrics["loss"],
     }
 
-  warm = block(1)  # compiles ln P, the Sinkhorn solve and train_steps
+  warm = block(1)  # compiles ln P, the Sinkhorn solve and the M-steps
   timed = block(period)
   timed["warmup"] = warm["total"]
   return timed
@@ -182,10 +172,10 @@ def run(quick: bool = False, period: int | None = None, log=print) -> dict:
       )
   }
   log(f"  torch: {results[torch_name]['total']:.1f} s")
-  results["ours (run_estep + train_steps)"] = ours_block(
+  results["ours (run_estep + M-steps)"] = ours_block(
       features, true, given, centroids, prior_logits, period
   )
-  log(f"  ours: {results['ours (run_estep + train_steps)']['total']:.1f} s")
+  log(f"  ours: {results['ours (run_estep + M-steps)']['total']:.1f} s")
   reference = results[torch_name]
   table = common.Table(
       f"One EM block: E-step + {period} M-steps (N = {num_samples:,}, D = 512, C = 10, "

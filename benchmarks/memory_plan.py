@@ -110,7 +110,7 @@ def tables(
   }
   table.add("**E-step solve peak**", *[f"**{gb(total[d])}**" for d in DEVICE_COUNTS])
   table.add(
-      "building ln P (loop.ln_joint: batch outputs + their concatenation)",
+      "building ln P (em.inference.ln_joint: batch outputs + their concatenation)",
       gb(2 * ln_p_bytes),
       gb(2 * ln_p_bytes / 8),
   )

@@ -1,20 +1,20 @@
-"""M-step throughput: our jitted `train_steps` vs the same step written in PyTorch.
+"""M-step throughput: our jitted M-step (vibe_jax.engine) vs the same step written in PyTorch.
 
   python -m benchmarks.mstep [--quick] [--steps 1000] [--threads 1]
 
 Frozen-feature path: VibeModel(VibeHead) on random unit-norm 512-d features (N = 50,000),
 batch 256, likelihood a and f, C = 10 and 100; loss mean -ln P[i, l_i]; SGD momentum 0.9,
 weight decay 5e-4 (coupled, PyTorch-style), lr 1e-3 for mu_z / mu_y and 0.1 for the prior.
-Ours runs `train_steps(..., device_loop=True)`, as loop.fit does without a backbone. The
+Ours runs `engine.run_steps(..., host_loop=False)`, as the EM loop does without a backbone. The
 PyTorch step uses the same formulas as vibe_jax/models/vibe.py (including the
 log-matmul-exp normaliser of variant F) and the fastest plain-PyTorch batching (a
 torch.randperm per epoch, tensor indexing; no DataLoader). No augmentation on either side.
 
 ResNet-18 (CIFAR stem) fine-tuning: VibeModel with vibe_jax.models.resnet.ResNet as the
 backbone (train mode: BatchNorm on batch statistics) vs a PyTorch ResNet-18 defined here,
-batch 256 of 32x32 images, a few steps. Ours runs `train_steps(..., device_loop=False)`
-(one compiled call per step), as loop.fit does for backbones; --resnet-device-loop adds the
-same steps inside one fori_loop (device_loop=True), to show why loop.fit does not.
+batch 256 of 32x32 images, a few steps. Ours runs `engine.run_steps(..., host_loop=True)`
+(one compiled call per step), as the EM loop does for backbones; --resnet-device-loop adds the
+same steps inside one fori_loop (device_loop=True), to show why the engine does not on CPU.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _kappa(num_classes: int) -> float:
 
 
 class OursTrainer:
-  """The library's M-step (vibe_jax.em.mstep.train_steps) on a VibeModel."""
+  """The library's M-step (vibe_jax.em.mstep.MStep through vibe_jax.engine) on a VibeModel."""
 
   def __init__(
       self,
@@ -96,45 +96,34 @@ class OursTrainer:
     )
     head.prior_logits.value = jnp.asarray(rng.standard_normal(num_classes), jnp.float32)
     model = VibeModel(head, backbone)
-    self.graphdef, self.params, self.rest = nnx.split(model, nnx.Param, ...)
-    self.optimizer = mstep.make_optimizer(_optimizer_config(), self.params)
-    self.opt_state = self.optimizer.init(self.params)
-    self.inputs, self.given, self.pseudo = (
-        jnp.asarray(inputs),
-        jnp.asarray(given),
-        jnp.asarray(pseudo),
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    optimizer = mstep.make_optimizer(_optimizer_config(), params)
+    num_samples = len(given)
+    self.step_fn = mstep.MStep(
+        graphdef=graphdef,
+        optimizer=optimizer,
+        objective="vibe",
+        batch_size=batch_size,
+        num_samples=num_samples,
     )
-    self.key = jax.random.key(0)
-    self.batch_size = batch_size
-    # loop.fit's choice unless told otherwise: a device loop for frozen features only.
+    self.state = mstep.MStepState.start(params, rest, optimizer.init(params), num_samples)
+    self.inputs = mstep.MStepInputs(
+        jnp.asarray(inputs), jnp.asarray(given), jnp.asarray(pseudo), jax.random.key(0)
+    )
+    # The engine's CPU policy unless told otherwise: a host loop for convolutional backbones.
     self.device_loop = backbone is None if device_loop is None else device_loop
     self.step = 0
 
   def run(self, num_steps: int) -> tuple[float, float]:
-    """(seconds, mean loss) for `num_steps` steps in one train_steps call."""
-    from vibe_jax.em import mstep
+    """(seconds, mean loss) for `num_steps` steps in one engine.run_steps call."""
+    from vibe_jax import engine
 
     start = time.perf_counter()
-    self.params, self.rest, self.opt_state, loss = common.block(
-        mstep.train_steps(
-            self.graphdef,
-            self.params,
-            self.rest,
-            self.opt_state,
-            inputs=self.inputs,
-            given_labels=self.given,
-            pseudo_labels=self.pseudo,
-            key=self.key,
-            first_step=self.step,
-            num_steps=num_steps,
-            optimizer=self.optimizer,
-            objective="vibe",
-            batch_size=self.batch_size,
-            device_loop=self.device_loop,
-        )
+    self.state, metrics = engine.run_steps(
+        self.step_fn, self.state, self.inputs, self.step, num_steps, host_loop=not self.device_loop
     )
     self.step += num_steps
-    return time.perf_counter() - start, float(loss)
+    return time.perf_counter() - start, metrics["loss"]
 
 
 # ----------------------------------------------------------------------------- PyTorch
@@ -347,7 +336,7 @@ def run(
     torch_trainer = TorchTrainer(features, given, pseudo, num_classes, likelihood)
     results["torch"] = _throughput(torch_trainer, steps, BATCH_SIZE, warmup_steps=10)
     ours = OursTrainer(features, given, pseudo, num_classes, likelihood)
-    results["ours (vibe_jax train_steps)"] = _throughput(ours, steps, BATCH_SIZE, warmup_steps=1)
+    results["ours (vibe_jax M-step)"] = _throughput(ours, steps, BATCH_SIZE, warmup_steps=1)
     torch_rate = results["torch"][0]
     for name, (rate, per_step, warm, loss) in results.items():
       table.add(
@@ -389,7 +378,7 @@ def run_resnet(
 ) -> tuple[common.Table, dict]:
   """ResNet-18 (CIFAR stem) fine-tuning steps, ours vs torch, on random 32x32 images.
 
-  `device_loop_row` adds train_steps(device_loop=True), off by default: on XLA:CPU it runs
+  `device_loop_row` adds the compiled loop (host_loop=False), off by default: on XLA:CPU it runs
   several times slower than the per-step calls loop.fit makes, and takes minutes a step.
   """
   width = 8 if quick else 64  # quick: a narrow ResNet-18, only to exercise the code
@@ -416,7 +405,7 @@ def run_resnet(
   )
   rows = [("torch", _throughput(torch_trainer, steps, batch_size, warmup_steps=1))]
   log(f"  torch: {rows[-1][1][0]:,.1f} samples/s")
-  variants = [("ours (train_steps, one call per step)", False)]
+  variants = [("ours (M-step, one call per step)", False)]
   if device_loop_row:
     variants.append(("ours, device_loop=True (diagnostic)", True))
   for name, device_loop in variants:
@@ -447,7 +436,7 @@ def run_resnet(
       "backbone: vibe_jax.models.resnet.ResNet (build_backbone) vs the PyTorch ResNet-18 "
       "above; BatchNorm in train mode on both sides; SGD as above on all parameters; no "
       "augmentation. warm-up: one step (ours: includes the XLA compile).",
-      "ours runs train_steps(device_loop=False), as loop.fit does for backbones (XLA:CPU "
+      "ours runs engine.run_steps(host_loop=True), as the EM loop does for backbones (XLA:CPU "
       "compiles the convolutions inside one fori_loop to slower kernels; "
       "`python -m benchmarks.mstep --resnet-device-loop` adds that variant as a row).",
   ]

@@ -75,7 +75,7 @@ def acceptance(results: dict) -> list[tuple[str, str, str]]:
   if "mstep" in results:
     for f in results["mstep"]["facts"]:
       torch_rate = f["torch"]["samples_per_s"]
-      ours_rate = f["ours (vibe_jax train_steps)"]["samples_per_s"]
+      ours_rate = f["ours (vibe_jax M-step)"]["samples_per_s"]
       rows.append(
           (
               f"M-step, frozen features, C={f['C']}, likelihood {f['likelihood']}: "
@@ -111,7 +111,7 @@ def acceptance_notes(results: dict) -> list[str]:
       )
   for f in results.get("mstep", {}).get("facts", []):
     torch_rate = f["torch"]["samples_per_s"]
-    ours_rate = f["ours (vibe_jax train_steps)"]["samples_per_s"]
+    ours_rate = f["ours (vibe_jax M-step)"]["samples_per_s"]
     if ours_rate < M_STEP_RATIO_TARGET * torch_rate:
       notes.append(
           f"M-step, C={f['C']}, likelihood {f['likelihood']}: ours "

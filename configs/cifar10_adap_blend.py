@@ -2,12 +2,13 @@
 
   python main.py --config configs/cifar10_adap_blend.py:ss_f --config.backbone.checkpoint=CKPT --workdir runs/cifar10_adap_blend
 
-The variant (ss_a, ss_f, fm_a, fm_f; a / f on raw pixels) is the argument after the colon;
+The variant (ss_a, ss_f, fm_a, fm_f; a / f on raw pixels) is the argument after the colon
+(add `,runlocal` for the tiny smoke schedule);
 see configs/common.paper_config for what each needs.
 """
 
 from configs import common
 
 
-def get_config(variant: str = common.DEFAULT_VARIANT):
-  return common.paper_config("cifar10", "adaptive_blend", variant, rate=0.01)
+def get_config(arg: str = common.DEFAULT_VARIANT):
+  return common.paper_config("cifar10", "adaptive_blend", arg, rate=0.01)

@@ -13,5 +13,5 @@ every 500, batch 1024, lr 0.01. Variants ss_a / ss_f need --config.backbone.chec
 from configs import common
 
 
-def get_config(variant: str = common.DEFAULT_VARIANT):
-  return common.paper_config("cifar10", "badnets", variant)
+def get_config(arg: str = common.DEFAULT_VARIANT):
+  return common.paper_config("cifar10", "badnets", arg)

@@ -2,12 +2,13 @@
 
   python main.py --config configs/cifar10_ftrojan.py:ss_f --config.backbone.checkpoint=CKPT --workdir runs/cifar10_ftrojan
 
-The variant (ss_a, ss_f, fm_a, fm_f; a / f on raw pixels) is the argument after the colon;
+The variant (ss_a, ss_f, fm_a, fm_f; a / f on raw pixels) is the argument after the colon
+(add `,runlocal` for the tiny smoke schedule);
 see configs/common.paper_config for what each needs.
 """
 
 from configs import common
 
 
-def get_config(variant: str = common.DEFAULT_VARIANT):
-  return common.paper_config("cifar10", "ftrojan", variant)
+def get_config(arg: str = common.DEFAULT_VARIANT):
+  return common.paper_config("cifar10", "ftrojan", arg)

@@ -80,20 +80,28 @@ def base_config() -> ml_collections.ConfigDict:
           "eval_every": 1000,
       }
   )
-  # The undefended baseline: the same head, cross-entropy on the given labels. Its own
-  # concentration kappa: with the reference's kappa = 10 the cosine logits stay within
-  # [-10, 10] and cannot fit a small trigger, which would understate the attack.
+  # The undefended baseline: the same head, cross-entropy on the given labels; a phase of
+  # its own (schedule, optimiser, cadence). Its own concentration kappa: with the reference's
+  # kappa = 10 the cosine logits stay within [-10, 10] and cannot fit a small trigger, which
+  # would understate the attack.
   config.baseline = ml_collections.ConfigDict(
       {
           "enabled": True,
           "steps": 4000,
+          "batch_size": 256,
           "kappa": 100.0,
           "lr": 0.1,
           "prior_lr": 0.1,
           "momentum": 0.9,
           "weight_decay": 5e-4,
+          "log_every": 100,
+          "eval_every": 1000,
       }
   )
+  # What a run writes besides results.json and log.jsonl: TensorBoard event files, and the
+  # report (E-step snapshots, predictions, plots, report.md); `--mode report` redoes the
+  # report from whatever the run wrote.
+  config.report = ml_collections.ConfigDict({"enabled": True, "tensorboard": True})
   # Self-supervised pretraining (`--mode pretrain`) on the poisoned training set.
   # The reference's SS schedule (VIBE_SPEC.md section 3): LARS lr 1.0, wd 1e-5, batch 256,
   # warmup-cosine, temperature 0.2, projector 2048/256, 1,000 CIFAR epochs (195 steps each,
@@ -142,105 +150,71 @@ def set_attack(config: ml_collections.ConfigDict, name: str, **params) -> None:
   config.attack.params = ml_collections.ConfigDict({**defaults, **params})
 
 
-def digits_config(variant: str) -> ml_collections.ConfigDict:
-  """The embedded digits set on frozen pixel features: the two-minute demo schedule; the
-  SS variants get their own (set_digits_ss); variant 'ssl' is the SimCLR pretraining config
-  for `--mode pretrain` (set_digits_ssl)."""
-  ssl = variant == "ssl"
-  variant = DEFAULT_VARIANT if ssl else variant
+def parse_arg(arg: str | None) -> tuple[str, bool]:
+  """get_config's argument, `VARIANT[,runlocal]` (big_vision's style): the variant
+  (default 'a') and whether to shrink the run to the tiny smoke schedule (`runlocal`)."""
+  variant, runlocal = DEFAULT_VARIANT, False
+  for token in filter(None, (arg or "").split(",")):
+    if token == "runlocal":
+      runlocal = True
+    elif token == "ssl":
+      raise ValueError(
+          "the ':ssl' config argument is gone: pretraining is a mode, not a variant. Run "
+          "`--mode pretrain` with any variant (e.g. `--config configs/digits_badnets.py "
+          "--mode pretrain`); it reads the config's ssl section."
+      )
+    else:
+      variant = token
+  return variant, runlocal
+
+
+def set_runlocal(config: ml_collections.ConfigDict) -> None:
+  """The tiny smoke schedule (big_vision's `runlocal`): the same code paths (E-steps,
+  evaluations, checkpoints, both phases, pretraining) in seconds, for the tests and a CI
+  smoke run. Not a result: the numbers it prints mean nothing."""
+  config.train.update({"steps": 40, "batch_size": 64, "log_every": 10, "eval_every": 20})
+  config.baseline.update({"steps": 40, "batch_size": 64, "log_every": 10, "eval_every": 20})
+  config.estep.period = 20
+  config.checkpoint.every = 20
+  config.backbone.width = 4
+  config.ssl.update({"steps": 4, "batch_size": 32, "warmup_steps": 1, "log_every": 2})
+  config.ssl.update({"projector_hidden_dim": 32, "projector_output_dim": 16})
+  config.ssl.update({"predictor_hidden_dim": 32, "queue_size": 64})
+
+
+def digits_config(arg: str | None) -> ml_collections.ConfigDict:
+  """The embedded digits set, `arg` as in parse_arg; the one digits schedule builder: the
+  demo schedule on frozen features (a, f, fm_a, fm_f), a shorter one when a backbone is
+  fine-tuned (ss_a, ss_f), and the settings `--mode pretrain` uses (ssl section).
+
+  Frozen features: 2,000 VIBE iterations (E-step every 250, lr 0.01), 4,000 baseline steps.
+  Fine-tuned backbone, on 2 CPU cores: the frozen schedule would take ~30 minutes with a
+  backbone in every step. Batch 128 halves the step; 1,200 steps are ~120 epochs of the
+  1,258 training images, past where clean accuracy stops rising (docs/ssl.md), with an
+  E-step every 100. The baseline fine-tunes the backbone too: at its frozen-feature lr 0.1
+  it does not fit the poisoned set (ACC 74 %, ASR 7 % after 300 steps), at 0.01 it does,
+  and BadNets needs ~1,200 steps to implant (ASR 3.5 % after 300).
+
+  Pretraining, about five minutes on a 2-core CPU (docs/ssl.md): a ResNet-18 of width 16
+  with the ImageNet stem (the digits are 8x8 images scaled up to 32x32, so the stride-4 stem
+  loses nothing and makes each step ~3x cheaper than the CIFAR stem). Adam instead of LARS
+  (the reference's LARS recipe is tuned for 1,000 epochs at batch 256), milder crops than
+  CIFAR's and no flips (digits are not mirror-symmetric). For ssl.method=all4one: predictor
+  1024 (twice the projector's hidden width, as 4096 to 2048), a queue of 1,024 momentum
+  projections (4 batches, fewer than the 1,258 training images) and the transformer's
+  learning rate scaled with the main one (0.1 x lr, solo-learn's ratio).
+  """
+  variant, runlocal = parse_arg(arg)
   config = base_config()
   config.variant = variant
-  config.train.steps = 2000
-  config.train.lr = 0.01
-  config.train.eval_every = 500
-  config.estep.period = 250
-  # The small backbone `--mode pretrain` builds for digits (set_digits_ssl says why).
   config.backbone.update({"arch": "resnet18", "stem": "imagenet", "width": 16})
+  config.train.update({"steps": 2000, "lr": 0.01, "eval_every": 500})
+  config.baseline.eval_every = 500
+  config.estep.period = 250
   if variant.startswith("ss"):
-    set_digits_ss(config)
-  if ssl:
-    set_digits_ssl(config)
-  return config
-
-
-def set_digits_ss(config: ml_collections.ConfigDict) -> None:
-  """VIBE-SS-A / SS-F on digits, fine-tuning the small pretrained backbone on 2 CPU cores.
-
-  The frozen-pixel schedule (batch 256, 2,000 VIBE + 4,000 baseline steps) would take ~30
-  minutes with a backbone in every step. Batch 128 halves the step; 1,200 steps are ~120
-  epochs of the 1,258 training images, past where clean accuracy stops rising (measured in
-  docs/ssl.md), with an E-step every 100. The baseline fine-tunes the backbone too: at
-  its frozen-feature lr 0.1 it does not fit the poisoned set (ACC 74 %, ASR 7 % after 300
-  steps), at 0.01 it does, and BadNets needs ~1,200 steps to implant (ASR 3.5 % after 300).
-  """
-  config.train.update({"steps": 1200, "batch_size": 128, "lr": 0.01, "eval_every": 200})
-  config.estep.period = 100
-  config.baseline.update({"steps": 1200, "lr": 0.01})
-
-
-def reference_schedule(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The reference's EM schedule for the config's variant (VIBE_SPEC.md section 2):
-  FM variants: lr 0.01, 15,000 iterations, T = 500, batch 1024, eval every 500;
-  the others: lr 1e-3, 30,000 iterations, T = 1,000, batch 256."""
-  if config.variant.startswith("fm"):
-    config.train.update({"lr": 0.01, "steps": 15000, "batch_size": 1024, "eval_every": 500})
-    config.estep.period = 500
-  else:
-    config.train.update({"lr": 1e-3, "steps": 30000, "batch_size": 256, "eval_every": 1000})
-    config.estep.period = 1000
-  return config
-
-
-# Per data set: concentration kappa = nu (VIBE_SPEC.md section 1) and the default data_dir.
-PAPER_DATASETS = {
-    "cifar10": {"kappa": 10.0, "data_dir": "~/tensorflow_datasets"},
-    "cifar100": {"kappa": 20.0, "data_dir": "~/tensorflow_datasets"},
-    "imagenet30": {"kappa": 10.0, "data_dir": "~/data/imagenet30"},
-    "imagenet1k": {"kappa": 20.0, "data_dir": "~/tensorflow_datasets"},
-}
-
-
-def paper_config(
-    dataset: str,
-    attack: str,
-    variant: str,
-    *,
-    label_mode: str = "all_to_one",
-    rate: float = 0.1,
-    target: int = 0,
-    **params,
-) -> ml_collections.ConfigDict:
-  """One of the reference's experiments: data set, attack (with its reference settings),
-  per-data-set kappa / nu, and the reference schedule of the variant.
-
-  The SS variants need backbone.checkpoint (--mode pretrain, or a solo-learn checkpoint
-  converted by convert_torch_ckpt.py); the FM variants a backbone (features.extractor
-  'backbone') or a features file (features.file).
-  """
-  config = base_config()
-  config.variant = variant
-  config.dataset.name = dataset
-  config.dataset.data_dir = PAPER_DATASETS[dataset]["data_dir"]
-  config.vibe.kappa = config.vibe.nu = PAPER_DATASETS[dataset]["kappa"]
-  if dataset.startswith("imagenet"):
-    config.backbone.stem = "imagenet"
-  set_attack(config, attack, **params)
-  config.attack.update({"label_mode": label_mode, "rate": rate, "target": target})
-  return reference_schedule(config)
-
-
-def set_digits_ssl(config: ml_collections.ConfigDict) -> None:
-  """SimCLR on digits in about five minutes on a 2-core CPU (measured in docs/ssl.md).
-
-  The backbone is digits_config's small one (ResNet-18, width 16, ImageNet stem: the digits
-  are 8x8 images scaled up to 32x32, so the stride-4 stem loses nothing and makes each step
-  ~3x cheaper than the CIFAR stem). Adam instead of LARS (the reference's LARS recipe is
-  tuned for 1,000 epochs at batch 256), milder crops than CIFAR's and no flips (digits are
-  not mirror-symmetric). For --config.ssl.method=all4one: predictor 1024 (twice the
-  projector's hidden width, as 4096 to 2048), a queue of 1,024 momentum projections (4
-  batches, fewer than the 1,258 training images) and the transformer's learning rate scaled
-  with the main one (0.1 x lr, solo-learn's ratio).
-  """
+    config.train.update({"steps": 1200, "batch_size": 128, "lr": 0.01, "eval_every": 200})
+    config.baseline.update({"steps": 1200, "batch_size": 128, "lr": 0.01, "eval_every": 200})
+    config.estep.period = 100
   config.ssl.update(
       {
           "steps": 600,
@@ -259,3 +233,54 @@ def set_digits_ssl(config: ml_collections.ConfigDict) -> None:
           "transformer_lr": 2e-4,
       }
   )
+  if runlocal:
+    set_runlocal(config)
+  return config
+
+
+# Per data set: concentration kappa = nu (VIBE_SPEC.md section 1) and the default data_dir.
+PAPER_DATASETS = {
+    "cifar10": {"kappa": 10.0, "data_dir": "~/tensorflow_datasets"},
+    "cifar100": {"kappa": 20.0, "data_dir": "~/tensorflow_datasets"},
+    "imagenet30": {"kappa": 10.0, "data_dir": "~/data/imagenet30"},
+    "imagenet1k": {"kappa": 20.0, "data_dir": "~/tensorflow_datasets"},
+}
+
+
+def paper_config(
+    dataset: str,
+    attack: str,
+    arg: str | None,
+    *,
+    label_mode: str = "all_to_one",
+    rate: float = 0.1,
+    target: int = 0,
+    **params,
+) -> ml_collections.ConfigDict:
+  """One of the reference's experiments (`arg` as in parse_arg): data set, attack with its
+  reference settings, per-data-set kappa = nu, and the reference's EM schedule of the
+  variant (VIBE_SPEC.md section 2): base_config's (lr 1e-3, 30,000 iterations, T = 1,000,
+  batch 256), or for the FM variants lr 0.01, 15,000 iterations, T = 500, batch 1024, eval
+  every 500.
+
+  The SS variants need backbone.checkpoint (--mode pretrain, or a solo-learn checkpoint
+  converted by convert_torch_ckpt.py); the FM variants a backbone (features.extractor
+  'backbone') or a features file (features.file).
+  """
+  variant, runlocal = parse_arg(arg)
+  config = base_config()
+  config.variant = variant
+  config.dataset.name = dataset
+  config.dataset.data_dir = PAPER_DATASETS[dataset]["data_dir"]
+  config.vibe.kappa = config.vibe.nu = PAPER_DATASETS[dataset]["kappa"]
+  if dataset.startswith("imagenet"):
+    config.backbone.stem = "imagenet"
+  set_attack(config, attack, **params)
+  config.attack.update({"label_mode": label_mode, "rate": rate, "target": target})
+  if variant.startswith("fm"):
+    config.train.update({"lr": 0.01, "steps": 15000, "batch_size": 1024, "eval_every": 500})
+    config.baseline.update({"batch_size": 1024, "eval_every": 500})
+    config.estep.period = 500
+  if runlocal:
+    set_runlocal(config)
+  return config

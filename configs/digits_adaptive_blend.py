@@ -10,8 +10,8 @@ samples, VIBE's reference rates (no digits-specific change).
 from configs import common
 
 
-def get_config(variant: str = common.DEFAULT_VARIANT):
-  config = common.digits_config(variant)
+def get_config(arg: str = common.DEFAULT_VARIANT):
+  config = common.digits_config(arg)
   common.set_attack(config, "adaptive_blend", cover_rate=0.01)
   config.attack.rate = 0.01
   return config

@@ -15,7 +15,7 @@ which ss_a / ss_f fine-tune (common.set_digits_ss) and fm_a / fm_f read with
 from configs import common
 
 
-def get_config(variant: str = common.DEFAULT_VARIANT):
-  config = common.digits_config(variant)
+def get_config(arg: str = common.DEFAULT_VARIANT):
+  config = common.digits_config(arg)
   common.set_attack(config, "badnets")
   return config

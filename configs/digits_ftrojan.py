@@ -13,7 +13,7 @@ the undefended linear head then reaches only ~40 % ASR (60 -> ~79 %, 80 -> ~85 %
 from configs import common
 
 
-def get_config(variant: str = common.DEFAULT_VARIANT):
-  config = common.digits_config(variant)
+def get_config(arg: str = common.DEFAULT_VARIANT):
+  config = common.digits_config(arg)
   common.set_attack(config, "ftrojan", magnitude=80.0)
   return config

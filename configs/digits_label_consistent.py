@@ -20,8 +20,8 @@ label-noise model can undo (VIBE-A 13.4 % ASR at 0.9).
 from configs import common
 
 
-def get_config(variant: str = common.DEFAULT_VARIANT):
-  config = common.digits_config(variant)
+def get_config(arg: str = common.DEFAULT_VARIANT):
+  config = common.digits_config(arg)
   common.set_attack(config, "label_consistent")
   config.attack.rate = 0.25  # of the target class, as in the reference
   return config

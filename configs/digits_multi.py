@@ -9,7 +9,7 @@ reports asr/<name> and ra/<name> per attack next to the pooled ASR/RA.
 from configs import common
 
 
-def get_config(variant: str = common.DEFAULT_VARIANT):
-  config = common.digits_config(variant)
+def get_config(arg: str = common.DEFAULT_VARIANT):
+  config = common.digits_config(arg)
   common.set_attack(config, "multi", attacks="badnets,blend,wanet", targets="0,1,2")
   return config

@@ -12,7 +12,7 @@ and ~13 poisoned images per class, alpha 0.1 leaves the undefended head at ~72 %
 from configs import common
 
 
-def get_config(variant: str = common.DEFAULT_VARIANT):
-  config = common.digits_config(variant)
+def get_config(arg: str = common.DEFAULT_VARIANT):
+  config = common.digits_config(arg)
   common.set_attack(config, "uba_blend", alpha=0.15)
   return config

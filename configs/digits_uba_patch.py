@@ -10,7 +10,7 @@ pixel features.
 from configs import common
 
 
-def get_config(variant: str = common.DEFAULT_VARIANT):
-  config = common.digits_config(variant)
+def get_config(arg: str = common.DEFAULT_VARIANT):
+  config = common.digits_config(arg)
   common.set_attack(config, "uba_patch")
   return config

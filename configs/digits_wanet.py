@@ -7,7 +7,7 @@ python main.py --config configs/digits_wanet.py:f --workdir /tmp/digits_wanet_f 
 from configs import common
 
 
-def get_config(variant: str = common.DEFAULT_VARIANT):
-  config = common.digits_config(variant)
+def get_config(arg: str = common.DEFAULT_VARIANT):
+  config = common.digits_config(arg)
   common.set_attack(config, "wanet")
   return config

@@ -327,7 +327,7 @@ def test_fit_logs_the_terms_and_tau_is_deterministic_and_both_loops_agree():
 
 
 def _digits_all4one_config(steps):
-  config = digits_badnets.get_config("ssl")
+  config = digits_badnets.get_config()
   config.backbone.width = 4
   config.ssl.update(
       {
@@ -363,7 +363,7 @@ def test_pretrain_all4one_on_digits_writes_a_loadable_backbone(tmp_path):
 
 
 def test_digits_defaults_and_simclr_stays_default():
-  config = digits_badnets.get_config("ssl")
+  config = digits_badnets.get_config()
   assert config.ssl.method == "simclr"
   base = common.base_config().ssl
   # solo-learn's CIFAR All4One config (scripts/pretrain/cifar/all4one.yaml).
@@ -423,7 +423,7 @@ def test_bad_all4one_config_fails_before_training(field, value, match):
 
 
 def test_unknown_method_error_names_the_field_and_the_known_methods():
-  config = digits_badnets.get_config("ssl")
+  config = digits_badnets.get_config()
   config.ssl.method = "byol"
   with pytest.raises(ValueError, match=r"ssl.method.*all4one, simclr"):
     pretrain.pretrain(config, "/nonexistent/never-written")

@@ -68,10 +68,10 @@ def image_folder(root, classes=3, per_class=4, size=40):
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_runs_a_few_steps(name, tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
-  config = importlib.import_module(f"configs.{name}").get_config("f")
+  config = importlib.import_module(f"configs.{name}").get_config("f,runlocal")
   config.train.update({"steps": 4, "batch_size": 8, "log_every": 2, "eval_every": 2})
+  config.baseline.update({"steps": 2, "batch_size": 8})
   config.estep.period = 2
-  config.baseline.steps = 2
   if config.dataset.name != "digits":
     config.dataset.data_dir = str(tmp_path / "data")
   if config.dataset.name.startswith("imagenet"):

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from vibe_jax import metrics, run
+from vibe_jax.em import inference
+from vibe_jax.prepare import EvalSets
 from vibe_jax.data.attacks import (
     ATTACKS,
     PoisonedTestSet,
@@ -360,24 +362,17 @@ def test_evaluate_adds_per_attack_entries(monkeypatch):
   fake = lambda model, inputs, preprocess=None: (
       poisoned_predictions if inputs[0, 0] == 1 else labels
   )
-  monkeypatch.setattr(run.loop, "predict", fake)
-  prepared = run.Prepared(
-      variant=None,
-      num_classes=10,
-      data=None,
-      test_inputs=clean_inputs,
-      test_labels=labels,
+  monkeypatch.setattr(inference, "predict", fake)
+  eval_sets = EvalSets(
+      clean_inputs=clean_inputs,
+      clean_labels=labels,
       poisoned_inputs=poisoned_inputs,
       poisoned_true_labels=test.true_labels,
       attacker_labels=test.attacker_labels,
       attack_index=test.attack_index,
       attack_names=test.attack_names,
-      new_model=None,
-      augment=None,
-      preprocess=None,
-      filter=None,
   )
-  result = prepared.evaluate(None)
+  result = eval_sets.evaluate(None)
   assert result["acc"] == 1.0
   assert result["asr/badnets"] == 1.0 and result["asr/blend"] == 0.0 and result["ra/blend"] == 1.0
 
@@ -412,7 +407,8 @@ def clean_reference_accuracy() -> float:
   from flax import nnx
   from vibe_jax import features as features_lib, parallel
   from vibe_jax.data import datasets
-  from vibe_jax.em import loop
+  from vibe_jax.em import inference, loop
+  from vibe_jax.em.data import shard_training_data
   from vibe_jax.models.vibe import VibeHead, VibeModel, class_centroids
 
   config = importlib.import_module("configs.digits_badnets").get_config()
@@ -432,17 +428,10 @@ def clean_reference_accuracy() -> float:
       mu_z=centroids,
       mu_y=centroids,
   )
-  data = loop.shard_training_data(train, labels, labels, np.zeros(len(labels), bool), mesh)
-  model = loop.fit(
-      VibeModel(head),
-      data,
-      config,
-      objective="baseline",
-      steps=config.baseline.steps,
-      optimizer_config=config.baseline,
-      mesh=mesh,
-  )
-  predictions = loop.predict(model, parallel.replicate(extract(dataset.test_images), mesh))
+  data = shard_training_data(train, labels, labels, np.zeros(len(labels), bool), mesh)
+  baseline = loop.phases(config, train_mu_y=True)[0]
+  model = loop.fit(VibeModel(head), data, baseline, mesh=mesh)
+  predictions = inference.predict(model, parallel.replicate(extract(dataset.test_images), mesh))
   return metrics.accuracy(predictions, dataset.test_labels)
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from configs import cifar10_badnets, digits_badnets
-from vibe_jax import run
+from vibe_jax import experiment, run
 
 
 def tiny(config):
@@ -62,9 +62,9 @@ def test_attack_that_cannot_load_per_host_is_a_clear_error():
   config.parallel.coordinator_address = "127.0.0.1:1234"
   config.parallel.num_processes = 2
   with pytest.raises(ValueError, match=r"set parallel\.per_host_loading=False"):
-    run.validate_config(config)
+    experiment.validate_config(config)
   config.parallel.per_host_loading = False
-  run.validate_config(config)
+  experiment.validate_config(config)
 
 
 def test_heartbeat_timeout_reaches_jax_and_must_be_positive(monkeypatch):

@@ -103,7 +103,7 @@ def test_quick_benchmarks_produce_tables(tmp_path):
       "samples/s",
       "reference (torch, 1,001 it)",
       "ours (ott, tol 1e-4, momentum)",
-      "ours (vibe_jax train_steps)",
+      "ours (vibe_jax M-step)",
       "One EM block",
       "## GPU",
       "## How the grid is capped",
@@ -141,7 +141,7 @@ def _facts(speedup, agree, ours_rate):
       "C": 10,
       "likelihood": "a",
       "torch": {"samples_per_s": 100.0},
-      "ours (vibe_jax train_steps)": {"samples_per_s": ours_rate},
+      "ours (vibe_jax M-step)": {"samples_per_s": ours_rate},
   }
   return {"estep": {"facts": [estep_facts]}, "mstep": {"facts": [mstep_facts]}}
 

@@ -93,12 +93,8 @@ def test_cli_rejects_unknown_override(tmp_path):
 
 def test_cifar10_config_runs_on_mock_data(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
-  config = cifar10_badnets.get_config()
+  config = cifar10_badnets.get_config("a,runlocal")
   config.dataset.data_dir = str(tmp_path / "tfds")
-  config.train.steps = 20
-  config.train.batch_size = 32
-  config.estep.period = 10
-  config.baseline.steps = 20
   with tfds.testing.mock_data(num_examples=200, policy=tfds.testing.MockPolicy.USE_CODE):
     results = run.train_and_evaluate(config, str(tmp_path / "work"))
   assert 0.0 <= results["vibe"]["acc"] <= 1.0

@@ -38,9 +38,9 @@ def test_bad_features_file(tmp_path):
   path = str(tmp_path / "f.npz")
   np.savez(path, **{k: v for k, v in good.items() if k != "test_labels"})
   with pytest.raises(ValueError, match=r"lacks \['test_labels'\]"):
-    features.load_feature_file(path)
+    features.read_feature_file(path)
   np.savez(path, **{**good, "test_labels": np.zeros(5)})
   with pytest.raises(ValueError, match="row counts differ"):
-    features.load_feature_file(path)
+    features.read_feature_file(path)
   with pytest.raises(FileNotFoundError, match="features.file"):
-    features.load_feature_file(str(tmp_path / "absent.npz"))
+    features.read_feature_file(str(tmp_path / "absent.npz"))

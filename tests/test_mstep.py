@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from vibe_jax import engine
 from vibe_jax.em import mstep
 from vibe_jax.models.vibe import VibeHead, VibeModel
 
@@ -65,15 +66,15 @@ def test_frozen_mu_y_stays_put():
 def test_batches_are_epochs_without_replacement():
   key = jax.random.key(0)
   seen = np.concatenate(
-      [np.asarray(mstep.batch_indices(key, jnp.asarray(s), 40, 8)) for s in range(5)]
+      [np.asarray(engine.batch_indices(key, jnp.asarray(s), 40, 8)) for s in range(5)]
   )
   np.testing.assert_array_equal(np.sort(seen), np.arange(40))
-  again = np.asarray(mstep.batch_indices(key, jnp.asarray(3), 40, 8))
+  again = np.asarray(engine.batch_indices(key, jnp.asarray(3), 40, 8))
   np.testing.assert_array_equal(again, seen[24:32])  # a pure function of (key, step)
 
 
-def test_train_steps_reduce_the_vibe_loss():
-  rng = np.random.default_rng(1)
+def _head_and_data(seed):
+  rng = np.random.default_rng(seed)
   features = jnp.asarray(rng.normal(size=(64, 5)), jnp.float32)
   labels = jnp.asarray(rng.integers(0, 3, size=64))
   head = VibeHead(
@@ -81,55 +82,43 @@ def test_train_steps_reduce_the_vibe_loss():
   )
   graphdef, params, rest = nnx.split(VibeModel(head), nnx.Param, ...)
   optimizer = mstep.make_optimizer(train_config(lr=0.1), params)
+  step_fn = mstep.MStep(
+      graphdef=graphdef, optimizer=optimizer, objective="vibe", batch_size=16, num_samples=64
+  )
+  state = mstep.MStepState.start(params, rest, optimizer.init(params), 64)
+  inputs = mstep.MStepInputs(features, labels, labels, jax.random.key(0))
+  return step_fn, state, inputs
+
+
+def test_msteps_reduce_the_vibe_loss():
+  step_fn, state, inputs = _head_and_data(1)
   losses = []
-  opt_state = optimizer.init(params)
   for start in (0, 50):
-    params, rest, opt_state, loss = mstep.train_steps(
-        graphdef,
-        params,
-        rest,
-        opt_state,
-        inputs=features,
-        given_labels=labels,
-        pseudo_labels=labels,
-        key=jax.random.key(0),
-        first_step=start,
-        num_steps=50,
-        optimizer=optimizer,
-        objective="vibe",
-        batch_size=16,
-    )
-    losses.append(float(loss))
+    state, metrics = engine.run_steps(step_fn, state, inputs, start, 50, host_loop=False)
+    losses.append(metrics["loss"])
   assert losses[1] < losses[0]
 
 
-def test_device_loop_and_per_step_calls_agree():
-  rng = np.random.default_rng(2)
-  features = jnp.asarray(rng.normal(size=(64, 5)), jnp.float32)
-  labels = jnp.asarray(rng.integers(0, 3, size=64))
+def test_compiled_loop_and_per_step_calls_agree():
+  """The engine's two ways of running steps take the same steps, also from a chunk that
+  starts mid-epoch (the carried epoch order is redrawn on the first step)."""
   results = []
-  for device_loop in (True, False):
-    head = VibeHead(
-        3, 5, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="f", rngs=nnx.Rngs(0)
-    )
-    graphdef, params, rest = nnx.split(VibeModel(head), nnx.Param, ...)
-    optimizer = mstep.make_optimizer(train_config(lr=0.1), params)
-    params, _, _, loss = mstep.train_steps(
-        graphdef,
-        params,
-        rest,
-        optimizer.init(params),
-        inputs=features,
-        given_labels=labels,
-        pseudo_labels=labels,
-        key=jax.random.key(0),
-        first_step=3,
-        num_steps=7,
-        optimizer=optimizer,
-        objective="vibe",
-        batch_size=16,
-        device_loop=device_loop,
-    )
-    results.append((float(loss), np.asarray(params["head"]["mu_z"][...])))
+  for host_loop in (False, True):
+    step_fn, state, inputs = _head_and_data(2)
+    state, metrics = engine.run_steps(step_fn, state, inputs, 3, 7, host_loop=host_loop)
+    results.append((metrics["loss"], np.asarray(state.params["head"]["mu_z"][...])))
   assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
   np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)
+
+
+def test_carried_epoch_order_gives_the_batches_of_batch_indices():
+  """MStep's carried permutation draws the batches engine.batch_indices defines, across an
+  epoch boundary (64 rows / 16 = 4 steps an epoch)."""
+  step_fn, state, inputs = _head_and_data(3)
+  for step in range(3, 10):
+    state, _ = step_fn(inputs, jnp.int32(step), state)
+    expected = engine.batch_indices(inputs.key, jnp.int32(step), 64, 16)
+    position = step % 4
+    np.testing.assert_array_equal(
+        np.asarray(state.permutation[position * 16 : (position + 1) * 16]), np.asarray(expected)
+    )

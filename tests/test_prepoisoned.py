@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vibe_jax import run
+from vibe_jax import experiment
 from vibe_jax.data import prepoisoned
 from vibe_jax.data.attacks import make_attack
 
@@ -154,7 +154,7 @@ def test_build_experiment_reproduces_a_stored_badnets_run(tmp_path):
   from configs import digits_badnets
 
   config = digits_badnets.get_config()
-  original = run.build_experiment(config)
+  original = experiment.build_experiment(config)
   train, test = original.poisoned_train, original.poisoned_test
   np.savez(
       tmp_path / "train.npz", data=train.images, labels=train.labels, poisoned_set=train.poison_mask
@@ -165,7 +165,7 @@ def test_build_experiment_reproduces_a_stored_badnets_run(tmp_path):
       "train_file": str(tmp_path / "train.npz"),
       "test_file": str(tmp_path / "test.npz"),
   }
-  restored = run.build_experiment(config)
+  restored = experiment.build_experiment(config)
   for a, b in (
       (restored.poisoned_train.images, train.images),
       (restored.poisoned_train.labels, train.labels),

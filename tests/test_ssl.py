@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import common, digits_badnets
+from configs import digits_badnets
 from helpers.processes import cpu_environment, run_processes
 from helpers.tiny import TinyBackbone, tiny_ssl
 from vibe_jax import features as features_lib
-from vibe_jax import run
+from vibe_jax import experiment, run
 from vibe_jax.checkpoint import load_backbone_checkpoint
 from vibe_jax.data import transforms
 from vibe_jax.models import ResNet, build_backbone, load_backbone, load_backbone_model
@@ -229,7 +229,7 @@ def test_nan_loss_names_the_learning_rate_field():
 
 
 def _digits_ssl_config(steps):
-  config = digits_badnets.get_config("ssl")
+  config = digits_badnets.get_config()
   config.backbone.width = 4
   config.ssl.update(
       {
@@ -284,7 +284,7 @@ def _pretrain_command(workdir, *overrides):
       sys.executable,
       "main.py",
       "--config",
-      "configs/digits_badnets.py:ssl",
+      "configs/digits_badnets.py",
       "--mode",
       "pretrain",
       f"--workdir={workdir}",
@@ -323,18 +323,20 @@ def test_pretraining_an_ss_config_needs_no_checkpoint_yet():
   """`--mode pretrain` with the ss_f config validates only data and ssl fields; training
   it still asks for the checkpoint."""
   config = digits_badnets.get_config("ss_f")
-  run.validate_data_config(config)
+  experiment.validate_data_config(config)
   pretrain.validate_ssl_config(config)
   with pytest.raises(ValueError, match="backbone.checkpoint"):
-    run.validate_config(config)
+    experiment.validate_config(config)
 
 
-def test_every_digits_config_has_the_ssl_variant():
+def test_pretraining_is_a_mode_of_every_digits_config_not_a_variant():
   from configs import digits_blend
 
-  config = digits_blend.get_config("ssl")
-  assert config.variant == common.DEFAULT_VARIANT and config.attack.name == "blend"
-  assert config.ssl.to_dict() == digits_badnets.get_config("ssl").ssl.to_dict()
+  config = digits_blend.get_config("ss_f")
+  assert config.attack.name == "blend"
+  assert config.ssl.to_dict() == digits_badnets.get_config().ssl.to_dict()
+  with pytest.raises(ValueError, match="--mode pretrain"):
+    digits_badnets.get_config("ssl")
 
 
 @pytest.mark.slow

@@ -1,4 +1,6 @@
-"""Frozen-feature extractors (computed once, cached) for the frozen-backbone path.
+"""Feature extraction, in one place: the frozen-feature extractors (computed once per
+workdir, cached), backbone features of images in batches, the training rows each process
+extracts, and the features file (`--mode extract`, `features.file`).
 
 Every extractor's output is L2-normalised, the same way on every run, whether the
 features were just computed or read back from the cache (the reference normalises only
@@ -10,13 +12,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+import jax
 import ml_collections
 import numpy as np
+from jax.sharding import Mesh
 
 from vibe_jax import parallel
+from vibe_jax.batched import batched_apply
+from vibe_jax.data import rows as rows_lib
 from vibe_jax.registry import Registry
+
+if TYPE_CHECKING:
+  from vibe_jax.experiment import Experiment
 
 FeatureFn = Callable[[np.ndarray], np.ndarray]
 # An extractor is built from the config and the training images this process holds (all of
@@ -31,7 +40,7 @@ def l2_normalize(features: np.ndarray) -> np.ndarray:
 
 
 @EXTRACTORS.register("pixels")
-def pixel_features(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
+def pixel_extractor(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
   """Flattened pixels in [0, 1], centred on the training mean image."""
   del config
   pixels = train_images.reshape(len(train_images), -1).astype(np.float32)
@@ -40,7 +49,7 @@ def pixel_features(config: ml_collections.ConfigDict, train_images: np.ndarray) 
 
 
 @EXTRACTORS.register("backbone")
-def backbone_features(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
+def backbone_extractor(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
   """Pooled features of the vibe_jax backbone checkpoint at config field backbone.checkpoint
   (eval mode), on images through the data set's eval transform (vibe_jax.data.transforms)."""
   del train_images
@@ -51,17 +60,19 @@ def backbone_features(config: ml_collections.ConfigDict, train_images: np.ndarra
     raise ValueError("features.extractor='backbone' needs backbone.checkpoint.")
   forward = load_backbone(os.path.expanduser(config.backbone.checkpoint))
   preprocess = get_pipeline(config.dataset.name).eval
-  batch = config.features.batch_size
+  return lambda images: backbone_features(forward, images, preprocess, config.features.batch_size)
 
-  def extract(images: np.ndarray) -> np.ndarray:
-    return np.concatenate(
-        [
-            np.asarray(forward(preprocess(images[i : i + batch])))
-            for i in range(0, len(images), batch)
-        ]
-    )
 
-  return extract
+def backbone_features(
+    forward: Callable[[jax.Array], jax.Array],
+    images: np.ndarray,
+    preprocess: Callable[[jax.Array], jax.Array],
+    batch_size: int,
+) -> np.ndarray:
+  """Features of uint8 NHWC images: `forward` (an eval-mode backbone, models.load_backbone)
+  on `preprocess`ed batches (the data set's eval transform), the last batch padded."""
+  preprocess = jax.jit(preprocess)
+  return batched_apply(lambda batch: forward(preprocess(batch)), batch_size, images)
 
 
 def make_extractor(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
@@ -70,7 +81,7 @@ def make_extractor(config: ml_collections.ConfigDict, train_images: np.ndarray) 
   return lambda images: l2_normalize(np.asarray(raw(images), np.float32))
 
 
-def cached_features(cache_path: str, fingerprint: dict, compute: Callable[[], dict]) -> dict:
+def cached_arrays(cache_path: str, fingerprint: dict, compute: Callable[[], dict]) -> dict:
   """Loads arrays from `cache_path` if it was written for the same `fingerprint`, else
   computes them and writes the cache atomically (temporary file, then rename)."""
   key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
@@ -83,6 +94,69 @@ def cached_features(cache_path: str, fingerprint: dict, compute: Callable[[], di
   np.savez(temporary, fingerprint=key, **arrays)
   os.replace(temporary, cache_path)
   return arrays
+
+
+def training_rows_here(
+    images: np.ndarray | rows_lib.Rows, mesh: Mesh
+) -> tuple[np.ndarray, np.ndarray]:
+  """(rows, their images): the training rows this process's devices hold, of the rows padded
+  to divide over the devices (padding repeats the last row); only those are read."""
+  rows = parallel.process_rows(parallel.padded_length(len(images), mesh), mesh)
+  return rows, rows_lib.as_rows(images).read(np.minimum(rows, len(images) - 1))
+
+
+def training_features(
+    extract: FeatureFn, images: np.ndarray | rows_lib.Rows, mesh: Mesh
+) -> np.ndarray:
+  """`extract` of every training image, on every host: each process extracts the rows its
+  devices hold (training_rows_here); the features, small next to the images, are gathered."""
+  rows, local_images = training_rows_here(images, mesh)
+  padded = parallel.padded_length(len(images), mesh)
+  return parallel.gather_rows(extract(local_images), rows, padded)[: len(images)]
+
+
+def experiment_feature_arrays(
+    config: ml_collections.ConfigDict, experiment: "Experiment", workdir: str, mesh: Mesh
+) -> dict[str, np.ndarray]:
+  """The experiment's frozen features and labels in the features-file layout
+  (FEATURE_FILE_ARRAYS), cached in workdir/features.npz by a single-process run."""
+
+  def compute():
+    train, test = experiment.poisoned_train, experiment.poisoned_test
+    num_rows = len(train.labels)
+    rows, local_images = training_rows_here(train.images, mesh)
+    extract = make_extractor(config, local_images[rows < num_rows])
+    return {
+        "train_features": training_features(extract, train.images, mesh),
+        "train_labels": train.labels,
+        "train_true_labels": train.true_labels,
+        "train_poison_mask": train.poison_mask,
+        "test_features": extract(experiment.dataset.test_images),
+        "test_labels": experiment.dataset.test_labels,
+        "poisoned_test_features": extract(test.images),
+        "poisoned_test_labels": test.true_labels,
+        "poisoned_test_targets": test.attacker_labels,
+        **attack_index_arrays(test),
+    }
+
+  if jax.process_count() > 1:  # every process takes part in the gathers: no cache
+    return compute()
+  fingerprint = {key: config[key].to_dict() for key in ("dataset", "attack", "features")}
+  fingerprint["layout"] = sorted(FEATURE_FILE_ARRAYS)
+  if config.features.extractor == "backbone":
+    fingerprint["backbone"] = config.backbone.checkpoint
+  return cached_arrays(os.path.join(workdir, "features.npz"), fingerprint, compute)
+
+
+def attack_index_arrays(test) -> dict[str, np.ndarray]:
+  """The per-image attack index of a multi-attack poisoned test set, under features-file
+  names (nothing for a single attack)."""
+  if test.attack_index is None:
+    return {}
+  return {
+      "poisoned_test_attack_index": test.attack_index,
+      "attack_names": np.asarray(test.attack_names),
+  }
 
 
 # A features file: frozen features with their labels, for the FM variants. Any model's
@@ -104,7 +178,7 @@ OPTIONAL_FEATURE_FILE_ARRAYS = {
 }
 
 
-def save_feature_file(path: str, arrays: dict[str, np.ndarray]) -> None:
+def write_feature_file(path: str, arrays: dict[str, np.ndarray]) -> None:
   """Writes a features file atomically (temporary file, then rename)."""
   check_feature_arrays(arrays, path)
   temporary = path + ".tmp.npz"
@@ -112,7 +186,7 @@ def save_feature_file(path: str, arrays: dict[str, np.ndarray]) -> None:
   os.replace(temporary, path)
 
 
-def load_feature_file(path: str) -> dict[str, np.ndarray]:
+def read_feature_file(path: str) -> dict[str, np.ndarray]:
   """Reads and checks a features file; features come back L2-normalised, as always."""
   path = os.path.expanduser(path)
   if not os.path.isfile(path):

@@ -12,7 +12,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from configs import digits_badnets  # noqa: E402
-from vibe_jax import run  # noqa: E402
+from vibe_jax import experiment, run  # noqa: E402
 
 
 def record_training_rows(path):
@@ -43,7 +43,7 @@ def record_training_rows(path):
     recorded = Rows(read, len(images), images.shape[1:], images.dtype)
     return dataclasses.replace(dataset, train_images=recorded)
 
-  run.datasets.load_dataset = recording_load
+  experiment.datasets.load_dataset = recording_load
 
 
 def main(workdir, overrides):

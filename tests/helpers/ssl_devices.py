@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from helpers.tiny import TinyBackbone, tiny_ssl  # noqa: E402
-from vibe_jax import parallel  # noqa: E402
+from vibe_jax import engine, parallel  # noqa: E402
 from vibe_jax.ssl import augment, methods, simclr, training  # noqa: E402
 
 
@@ -68,7 +68,7 @@ def convolved_batch_sizes(mesh) -> list[int]:
   )
   state, inputs = parallel.replicate_tree(((params, rest, optimizer.init(params)), inputs), mesh)
   with jax.set_mesh(mesh):
-    lowered = training.train_step.lower(step_fn, state, inputs=inputs, step=jnp.asarray(0))
+    lowered = engine.compiled_step.lower(step_fn, state, inputs, jnp.asarray(0))
     text = lowered.compile().as_text()
   return sorted({int(n) for n in re.findall(r"f32\[(\d+),16,16,8\]", text)})
 

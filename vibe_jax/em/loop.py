@@ -1,16 +1,15 @@
-"""The EM loop: an E-step every T iterations, compiled chunks of M-steps in between.
+"""The EM loop: an E-step every T iterations, M-steps through the training engine between.
 
-The same loop trains the undefended baseline (objective 'baseline', no E-step), so the
-baseline and VIBE share features, head, optimiser and batches. Training state is
-checkpointed every `checkpoint.every` iterations and at the end; a restarted run resumes
-from the last checkpoint and, since batches and augmentations are pure functions of
+The same loop trains the undefended baseline (a phase without E-step, objective
+'baseline'), so the baseline and VIBE share features, head, optimiser and batches. Training
+state is checkpointed every `checkpoint.every` iterations and at the end; a restarted run
+resumes from the last checkpoint and, since batches and augmentations are pure functions of
 (seed, step), ends where an uninterrupted run would.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Callable
 
@@ -18,149 +17,129 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tqdm
 from flax import nnx
 from jax.sharding import Mesh
 
-from vibe_jax import metrics, parallel
+from vibe_jax import engine, metrics, parallel
 from vibe_jax.checkpoint import TrainCheckpoints
-from vibe_jax.data import rows as rows_lib
-from vibe_jax.em import estep, mstep
+from vibe_jax.em import estep, inference, mstep
+from vibe_jax.em.data import TrainData
 from vibe_jax.models.vibe import VibeModel
+
+__all__ = ["EStepSettings", "Phase", "fit", "phases", "restore_model", "run_estep"]
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainData:
-  """Training inputs (features or images) and given labels, padded to divide over the
-  devices and sharded on rows; the first `num_valid` rows are real. The true labels and
-  the poison mask (host arrays, real rows only) serve the diagnostics."""
+class EStepSettings:
+  """How the E-step runs (config sections estep and vibe.uniform_first_estep)."""
 
-  inputs: jax.Array
-  given_labels: jax.Array
-  num_valid: int
-  true_labels: np.ndarray
-  poison_mask: np.ndarray
-  preprocess: Callable | None = None  # raw inputs -> model inputs for feature passes
+  period: int
+  lam: float
+  threshold: float
+  max_iterations: int
+  fixed_iterations: bool
+  adaptive_momentum: bool
+  uniform_first: bool  # iteration 0 replaces ln p(y|l) by -ln C, as the reference does
+  batch_size: int  # of the ln P pass (features.batch_size)
 
-  @property
-  def valid(self) -> jax.Array:
-    return jnp.arange(self.inputs.shape[0]) < self.num_valid
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> "EStepSettings":
+    return cls(
+        period=config.estep.period,
+        lam=config.estep.lam,
+        threshold=config.estep.threshold,
+        max_iterations=config.estep.max_iterations,
+        fixed_iterations=config.estep.fixed_iterations,
+        adaptive_momentum=config.estep.adaptive_momentum,
+        uniform_first=config.vibe.uniform_first_estep,
+        batch_size=config.features.batch_size,
+    )
 
 
-def shard_training_data(
-    inputs: np.ndarray | rows_lib.Rows,
-    given_labels: np.ndarray,
-    true_labels: np.ndarray,
-    poison_mask: np.ndarray,
-    mesh: Mesh,
-    preprocess: Callable | None = None,
-) -> TrainData:
-  """Pads the rows to a multiple of the device count (repeating the last) and shards them
-  over the mesh; `inputs` given as Rows are read only where this process's devices need them."""
-  num_valid = len(given_labels)
-  padded = parallel.padded_length(num_valid, mesh)
-  index = np.minimum(np.arange(padded), num_valid - 1)
-  pad = lambda a: rows_lib.take(a, index)
-  return TrainData(
-      parallel.shard_rows(pad(inputs), mesh),
-      parallel.shard_rows(pad(given_labels.astype(np.int32)), mesh),
-      num_valid,
-      np.asarray(true_labels),
-      np.asarray(poison_mask, bool),
-      preprocess,
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """One model a run trains, from its config section (`section`: 'baseline' or 'train'):
+  schedule, optimiser (section's lr, prior_lr, momentum, weight_decay), cadence, and the
+  E-step (None: cross-entropy on the given labels, the undefended baseline)."""
+
+  name: str  # the checkpoint subdirectory and the log's phase tag
+  section: str
+  objective: str
+  steps: int
+  batch_size: int
+  kappa: float
+  optimizer: ml_collections.ConfigDict
+  train_mu_y: bool
+  log_every: int
+  eval_every: int
+  checkpoint_every: int
+  seed: int
+  estep: EStepSettings | None
+  desc: str
+
+
+def phases(config: ml_collections.ConfigDict, train_mu_y: bool) -> list[Phase]:
+  """The models a run trains, in order: the undefended baseline (if baseline.enabled), then
+  VIBE. `train_mu_y`: whether VIBE trains mu_y (the variant's choice; the baseline always
+  does)."""
+
+  def phase(name, section, objective, kappa, train_mu_y, estep_settings, desc):
+    fields = config[section]
+    return Phase(
+        name=name,
+        section=section,
+        objective=objective,
+        steps=fields.steps,
+        batch_size=fields.batch_size,
+        kappa=kappa,
+        optimizer=fields,
+        train_mu_y=train_mu_y,
+        log_every=fields.log_every,
+        eval_every=fields.eval_every,
+        checkpoint_every=config.checkpoint.every,
+        seed=config.seed,
+        estep=estep_settings,
+        desc=desc,
+    )
+
+  vibe = phase(
+      "vibe",
+      "train",
+      "vibe",
+      config.vibe.kappa,
+      train_mu_y,
+      EStepSettings.from_config(config),
+      f"vibe-{config.variant}",
   )
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "preprocess"))
-def _ln_joint_batch(
-    graphdef, params, rest, inputs, given_labels, uniform_likelihood, preprocess=None
-):
-  model = nnx.merge(graphdef, params, rest)
-  inputs = inputs if preprocess is None else preprocess(inputs)
-  return model.head.ln_joint(model.features(inputs, train=False), given_labels, uniform_likelihood)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "preprocess"))
-def _features_batch(graphdef, params, rest, inputs, preprocess=None):
-  inputs = inputs if preprocess is None else preprocess(inputs)
-  return nnx.merge(graphdef, params, rest).features(inputs, train=False)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "preprocess"))
-def _predict_batch(graphdef, params, rest, inputs, preprocess=None):
-  model = nnx.merge(graphdef, params, rest)
-  inputs = inputs if preprocess is None else preprocess(inputs)
-  return jnp.argmax(model.head.ln_p_label_given_x(model.features(inputs, train=False)), -1)
-
-
-def _batched(fn: Callable, batch_size: int, *arrays) -> jax.Array:
-  """Applies fn over fixed-size batches (the last one padded), concatenating the results."""
-  total = arrays[0].shape[0]
-  outputs = []
-  for start in range(0, total, batch_size):
-    chunk = [a[start : start + batch_size] for a in arrays]
-    pad = batch_size - chunk[0].shape[0]
-    if pad:
-      chunk = [jnp.concatenate([c, jnp.repeat(c[-1:], pad, axis=0)]) for c in chunk]
-    out = fn(*chunk)
-    outputs.append(out[: batch_size - pad] if pad else out)
-  return jnp.concatenate(outputs)
-
-
-def predict(
-    model: VibeModel, inputs: jax.Array, batch_size: int = 1024, preprocess: Callable | None = None
-) -> np.ndarray:
-  """Defended predictions argmax_l ln p(l | x), BatchNorm in eval mode; `preprocess` maps
-  raw inputs to what the model takes (the data set's eval transform)."""
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  fn = lambda x: _predict_batch(graphdef, params, rest, x, preprocess)
-  return parallel.to_host(_batched(fn, min(batch_size, inputs.shape[0]), inputs))
-
-
-def features(
-    model: VibeModel, inputs: jax.Array, batch_size: int = 1024, preprocess: Callable | None = None
-) -> jax.Array:
-  """(N, D) features the head sees, BatchNorm in eval mode (the inputs when frozen);
-  `preprocess` maps raw inputs to model inputs as in `predict`."""
-  if model.backbone is None:
-    return inputs
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  fn = lambda x: _features_batch(graphdef, params, rest, x, preprocess)
-  return _batched(fn, min(batch_size, inputs.shape[0]), inputs)
-
-
-def ln_joint(
-    model: VibeModel,
-    inputs: jax.Array,
-    given_labels: jax.Array,
-    uniform_likelihood: bool,
-    batch_size: int = 1024,
-    preprocess: Callable | None = None,
-) -> jax.Array:
-  """(N, C) ln P over a whole (un-augmented) data set, in eval mode."""
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  fn = lambda x, y: _ln_joint_batch(graphdef, params, rest, x, y, uniform_likelihood, preprocess)
-  return _batched(fn, min(batch_size, inputs.shape[0]), inputs, given_labels)
+  if not config.baseline.enabled:
+    return [vibe]
+  return [
+      phase("baseline", "baseline", "baseline", config.baseline.kappa, True, None, "baseline"),
+      vibe,
+  ]
 
 
 def run_estep(
-    model: VibeModel, data: TrainData, config: ml_collections.ConfigDict, first: bool
+    model: VibeModel, data: TrainData, settings: EStepSettings, first: bool
 ) -> tuple[jax.Array, dict]:
   """Pseudo-labels for the whole training set (padding rows included) and diagnostics."""
-  uniform = first and config.vibe.uniform_first_estep
-  ln_p = ln_joint(
-      model, data.inputs, data.given_labels, uniform, config.features.batch_size, data.preprocess
+  ln_p = inference.ln_joint(
+      model,
+      data.inputs,
+      data.given_labels,
+      first and settings.uniform_first,
+      settings.batch_size,
+      data.preprocess,
   )
-  prior = jnp.exp(model.head.ln_prior())
   labels, solver = estep.sinkhorn_pseudo_labels(
       ln_p,
-      prior,
-      config.estep.lam,
+      jnp.exp(model.head.ln_prior()),
+      settings.lam,
       valid=data.valid,
-      threshold=config.estep.threshold,
-      max_iterations=config.estep.max_iterations,
-      fixed_iterations=config.estep.fixed_iterations,
-      adaptive_momentum=config.estep.adaptive_momentum,
+      threshold=settings.threshold,
+      max_iterations=settings.max_iterations,
+      fixed_iterations=settings.fixed_iterations,
+      adaptive_momentum=settings.adaptive_momentum,
   )
   host_labels = parallel.to_host(labels)[: data.num_valid]
   given = parallel.to_host(data.given_labels)[: data.num_valid]
@@ -171,142 +150,122 @@ def run_estep(
   return labels, record
 
 
-def _schedule(start: int, steps: int, *periods: float) -> list[int]:
-  """Chunk boundaries: every multiple of each period in [start, steps), plus both ends."""
-  points = {start, steps}
-  for period in periods:
-    if period and math.isfinite(period):
-      points.update(range(-(-start // period) * period, steps, int(period)))
-  return sorted(points)
+def _format_record(record: dict) -> str:
+  return ", ".join(
+      f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()
+  )
 
 
 def fit(
     model: VibeModel,
     data: TrainData,
-    config: ml_collections.ConfigDict,
+    phase: Phase,
     *,
-    objective: str,
-    steps: int,
-    optimizer_config: ml_collections.ConfigDict,
     mesh: Mesh,
     checkpoint_dir: str | None = None,
-    train_mu_y: bool = True,
-    augment: Callable | None = None,
     evaluate: Callable[[VibeModel], dict] | None = None,
     log: Callable[[dict], None] = lambda record: None,
     on_estep: Callable[[int, VibeModel, jax.Array], None] | None = None,
-    desc: str = "",
 ) -> VibeModel:
-  """Trains `model` for `steps` iterations (resuming from `checkpoint_dir`) and returns it.
+  """Trains `model` for phase.steps iterations (resuming from `checkpoint_dir`), returns it.
 
-  objective 'vibe': EM with an E-step every config.estep.period iterations (the first at
-  iteration 0); 'baseline': cross-entropy on the given labels. `log` receives one record
-  per chunk (loss, learning rates), per E-step (diagnostics) and per evaluation.
-  `on_estep(step, model, pseudo_labels)` runs after each E-step on every process (the
-  pseudo-labels are the sharded (N_padded,) array), e.g. to snapshot it for the report.
+  With an E-step (VIBE) one runs every phase.estep.period iterations, the first at iteration
+  0. `log` receives one record per chunk (loss, learning rates), per E-step (diagnostics)
+  and per evaluation (`evaluate`, every phase.eval_every iterations). `on_estep(step, model,
+  pseudo_labels)` runs after each E-step on every process (the pseudo-labels are the sharded
+  (N_padded,) array), e.g. to snapshot it for the report.
   """
-  if objective not in mstep.OBJECTIVES:
-    raise ValueError(f"objective {objective!r} is not one of {mstep.OBJECTIVES}.")
-  batch_size = config.train.batch_size
-  if batch_size > data.num_valid:
+  if phase.objective not in mstep.OBJECTIVES:
+    raise ValueError(f"objective {phase.objective!r} is not one of {mstep.OBJECTIVES}.")
+  if phase.batch_size > data.num_valid:
     raise ValueError(
-        f"train.batch_size={batch_size} exceeds the {data.num_valid} training "
-        "samples; lower train.batch_size."
+        f"{phase.section}.batch_size={phase.batch_size} exceeds the {data.num_valid} training "
+        f"samples; lower {phase.section}.batch_size."
     )
-  parallel.check_batch_divides(batch_size, mesh, "train.batch_size")
+  parallel.check_batch_divides(phase.batch_size, mesh, f"{phase.section}.batch_size")
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  optimizer = mstep.make_optimizer(optimizer_config, params, train_mu_y)
+  optimizer = mstep.make_optimizer(phase.optimizer, params, phase.train_mu_y)
   params, rest = parallel.replicate_tree((params, rest), mesh)
   opt_state = parallel.replicate_tree(optimizer.init(params), mesh)
-  key = jax.random.wrap_key_data(
-      parallel.replicate(np.asarray(jax.random.key_data(jax.random.key(config.seed))), mesh)
-  )
-  pseudo_labels = data.given_labels
-  start = 0
+  key = parallel.replicate_tree(jax.random.key(phase.seed), mesh)
+  pseudo_labels, start = data.given_labels, 0
   checkpoints = None
   if checkpoint_dir is not None:
-    checkpoints = TrainCheckpoints(checkpoint_dir, save_every=config.checkpoint.every)
+    checkpoints = TrainCheckpoints(checkpoint_dir, save_every=phase.checkpoint_every)
     latest = checkpoints.latest_step()
     if latest is not None:
-      state = checkpoints.restore(
+      saved = checkpoints.restore(
           latest, _train_state(params, rest, opt_state, pseudo_labels, latest, key)
       )
-      params, rest, opt_state = state["params"], state["rest"], state["opt_state"]
-      pseudo_labels, start = state["pseudo_labels"], int(state["step"])
-      key = jax.random.wrap_key_data(state["key"])
-      print(f"{desc}: resumed from the checkpoint at iteration {start}")
-  is_vibe = objective == "vibe"
-  period = config.estep.period if is_vibe else math.inf
-  events = _schedule(
-      start,
-      steps,
-      config.train.log_every,
-      period,
-      config.train.eval_every if evaluate else math.inf,
-      config.checkpoint.every if checkpoints else math.inf,
+      params, rest, opt_state = saved["params"], saved["rest"], saved["opt_state"]
+      pseudo_labels, start = saved["pseudo_labels"], int(saved["step"])
+      key = jax.random.wrap_key_data(saved["key"])
+      print(f"{phase.desc}: resumed from the checkpoint at iteration {start}")
+  step_fn = mstep.MStep(
+      graphdef=graphdef,
+      optimizer=optimizer,
+      objective=phase.objective,
+      batch_size=phase.batch_size,
+      num_samples=data.num_valid,
+      augment=data.augment,
+      batch_sharding=parallel.data_sharded(mesh),
   )
-  batch_sharding = parallel.data_sharded(mesh)
-  learning_rates = mstep.learning_rates(optimizer_config, train_mu_y)
-  with tqdm.tqdm(
-      total=steps,
-      initial=start,
-      desc=desc,
-      unit="it",
-      dynamic_ncols=True,
-      disable=jax.process_index() != 0,  # one bar per job, not per host
-  ) as bar:
-    for begin, stop in zip(events[:-1], events[1:]):
-      if is_vibe and begin % period == 0:
-        current = nnx.merge(graphdef, params, rest)
-        pseudo_labels, record = run_estep(current, data, config, first=begin == 0)
+  state = mstep.MStepState.start(params, rest, opt_state, data.num_valid)
+  state = state._replace(
+      **parallel.replicate_tree({"epoch": state.epoch, "permutation": state.permutation}, mesh)
+  )
+  host_loop = engine.use_host_loop(convolutional=model.backbone is not None)
+  learning_rates = mstep.learning_rates(phase.optimizer, phase.train_mu_y)
+  period = phase.estep.period if phase.estep else math.inf
+  chunks = engine.chunks(
+      start,
+      phase.steps,
+      phase.log_every,
+      period,
+      phase.eval_every if evaluate else math.inf,
+      phase.checkpoint_every if checkpoints else math.inf,
+  )
+  with engine.progress_bar(phase.steps, start, phase.desc) as bar:
+    for begin, end in chunks:
+      if phase.estep and begin % period == 0:
+        current = nnx.merge(graphdef, state.params, state.rest)
+        pseudo_labels, record = run_estep(current, data, phase.estep, first=begin == 0)
         log({"step": begin, "kind": "estep", **record})
         if on_estep is not None:
           on_estep(begin, current, pseudo_labels)
-        bar.write(
-            f"E-step @ {begin}: "
-            + ", ".join(
-                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()
-            )
+        bar.write(f"E-step @ {begin}: {_format_record(record)}")
+      if evaluate is not None and begin % phase.eval_every == 0 and begin:
+        log(
+            {
+                "step": begin,
+                "kind": "eval",
+                **evaluate(nnx.merge(graphdef, state.params, state.rest)),
+            }
         )
-      if evaluate is not None and begin % config.train.eval_every == 0 and begin:
-        log({"step": begin, "kind": "eval", **evaluate(nnx.merge(graphdef, params, rest))})
-      params, rest, opt_state, loss = mstep.train_steps(
-          graphdef,
-          params,
-          rest,
-          opt_state,
-          inputs=data.inputs,
-          given_labels=data.given_labels,
-          pseudo_labels=pseudo_labels,
-          key=key,
-          first_step=begin,
-          num_steps=stop - begin,
-          optimizer=optimizer,
-          objective=objective,
-          batch_size=batch_size,
-          num_samples=data.num_valid,
-          augment=augment,
-          batch_sharding=batch_sharding,
-          device_loop=model.backbone is None,
+      inputs = mstep.MStepInputs(data.inputs, data.given_labels, pseudo_labels, key)
+      state, chunk_metrics = engine.run_steps(
+          step_fn, state, inputs, begin, end - begin, host_loop=host_loop, progress=bar
       )
-      loss = float(loss)
-      if not math.isfinite(loss):
-        raise FloatingPointError(
-            f"{desc} loss became {loss} between iterations {begin} and {stop}; lower the "
-            "learning rate (train.lr / train.prior_lr) or check the features for NaN/inf."
-        )
-      log({"step": stop, "kind": "train", "loss": loss, **learning_rates})
+      loss = chunk_metrics["loss"]
+      engine.check_finite(
+          loss,
+          phase.desc,
+          begin,
+          end,
+          f"lower the learning rate ({phase.section}.lr / {phase.section}.prior_lr) or check "
+          "the features for NaN/inf.",
+      )
+      log({"step": end, "kind": "train", "loss": loss, **learning_rates})
       bar.set_postfix(loss=f"{loss:.4f}")
-      bar.update(stop - begin)
       if checkpoints is not None:
         checkpoints.save(
-            stop,
-            _train_state(params, rest, opt_state, pseudo_labels, stop, key),
-            force=stop == steps,
+            end,
+            _train_state(state.params, state.rest, state.opt_state, pseudo_labels, end, key),
+            force=end == phase.steps,
         )
   if checkpoints is not None:
     checkpoints.close()
-  return nnx.merge(graphdef, params, rest)
+  return nnx.merge(graphdef, state.params, state.rest)
 
 
 def _train_state(params, rest, opt_state, pseudo_labels, step, key) -> dict:
@@ -321,11 +280,7 @@ def _train_state(params, rest, opt_state, pseudo_labels, step, key) -> dict:
 
 
 def restore_model(
-    model: VibeModel,
-    data: TrainData,
-    checkpoint_dir: str,
-    optimizer_config: ml_collections.ConfigDict,
-    train_mu_y: bool = True,
+    model: VibeModel, data: TrainData, checkpoint_dir: str, phase: Phase
 ) -> tuple[VibeModel, int]:
   """`model` with the params and BatchNorm statistics of the latest checkpoint, and its step."""
   checkpoints = TrainCheckpoints(checkpoint_dir, save_every=1)
@@ -336,9 +291,9 @@ def restore_model(
         "(--mode train) with the same --workdir."
     )
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  opt_state = mstep.make_optimizer(optimizer_config, params, train_mu_y).init(params)
-  state = checkpoints.restore(
+  opt_state = mstep.make_optimizer(phase.optimizer, params, phase.train_mu_y).init(params)
+  saved = checkpoints.restore(
       latest, _train_state(params, rest, opt_state, data.given_labels, latest, jax.random.key(0))
   )
   checkpoints.close()
-  return nnx.merge(graphdef, state["params"], state["rest"]), latest
+  return nnx.merge(graphdef, saved["params"], saved["rest"]), latest

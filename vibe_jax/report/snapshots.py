@@ -1,7 +1,7 @@
 """E-step snapshots: what the E-step saw and decided, for the feature-projection plot.
 
 At the first and the last E-step of a VIBE run, `EstepSnapshots` (an `on_estep` callback of
-`loop.fit`) saves workdir/snapshots/estep_<step>.npz with
+`em.loop.fit`) saves workdir/snapshots/estep_<step>.npz with
 
   features        (n, D) float16  training features, L2-normalised (the head compares
                                   directions only); eval mode for a fine-tuned backbone
@@ -25,7 +25,8 @@ import jax
 import numpy as np
 
 from vibe_jax import parallel
-from vibe_jax.em import loop
+from vibe_jax.em import inference
+from vibe_jax.em.data import TrainData
 from vibe_jax.models.vibe import VibeModel
 
 __all__ = ["EstepSnapshots", "estep_iterations", "load_snapshots", "MAX_POINTS"]
@@ -35,7 +36,7 @@ _NAME = re.compile(r"estep_(\d+)\.npz$")
 
 
 def estep_iterations(steps: int, period: int) -> list[int]:
-  """The iterations at which `loop.fit` runs an E-step: 0, period, 2 period, ... < steps."""
+  """The iterations at which `em.loop.fit` runs an E-step: 0, period, 2 period, ... < steps."""
   return list(range(0, steps, period))
 
 
@@ -55,7 +56,7 @@ class EstepSnapshots:
   def __init__(
       self,
       directory: str,
-      data: loop.TrainData,
+      data: TrainData,
       steps: int,
       period: int,
       max_points: int = MAX_POINTS,
@@ -81,7 +82,7 @@ class EstepSnapshots:
     if step not in self.snapshot_steps:
       return
     features = parallel.to_host(
-        loop.features(model, self._data.inputs, self._batch_size, self._data.preprocess)
+        inference.head_features(model, self._data.inputs, self._batch_size, self._data.preprocess)
     )
     pseudo = parallel.to_host(pseudo_labels)
     if jax.process_index() != 0:

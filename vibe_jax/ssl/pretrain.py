@@ -1,7 +1,7 @@
 """`--mode pretrain`: SimCLR or All4One (config.ssl.method) on the poisoned, unlabelled
 training set -> a backbone checkpoint.
 
-The training set is the one VIBE later trains on (run.build_experiment: same data set,
+The training set is the one VIBE later trains on (experiment.build_experiment: same data set,
 attack, poison indices), as in the reference's SS variants, whose backbones never see a
 clean copy. Labels are not used for training; after it, a kNN accuracy on the clean test set
 is logged as a diagnostic of the features (against the same kNN on raw pixels).
@@ -13,7 +13,6 @@ import json
 import os
 import pathlib
 import time
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,14 +22,17 @@ from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from vibe_jax import checkpoint, parallel, run
+from vibe_jax import checkpoint, parallel
+from vibe_jax import experiment as experiment_lib
+from vibe_jax import features as features_lib
+from vibe_jax.files import write_json_atomically
 from vibe_jax.data import transforms
 from vibe_jax.models.backbone import backbone_config, build_backbone, load_backbone
 from vibe_jax.ssl import methods, training
 from vibe_jax.ssl.augment import AugmentConfig
 from vibe_jax.ssl.knn_eval import knn_accuracy
 
-__all__ = ["augment_config", "extract_features", "pretrain", "validate_ssl_config", "view_size"]
+__all__ = ["augment_config", "pretrain", "validate_ssl_config", "view_size"]
 
 
 def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
@@ -86,28 +88,6 @@ def view_size(pipeline: transforms.Pipeline, image_shape: tuple[int, ...]) -> tu
   return tuple(jax.eval_shape(pipeline.eval, probe).shape[1:3])
 
 
-def extract_features(
-    features_fn: Callable[[jax.Array], jax.Array],
-    images: np.ndarray,
-    preprocess: Callable[[jax.Array], jax.Array],
-    batch_size: int = 512,
-) -> np.ndarray:
-  """Backbone features of uint8 NHWC images in fixed-size batches (the last one padded).
-
-  `preprocess` is the data set's eval transform, as in VIBE's own feature passes.
-  """
-  batch_size = min(batch_size, len(images))
-  outputs = []
-  for start in range(0, len(images), batch_size):
-    chunk = images[start : start + batch_size]
-    pad = batch_size - len(chunk)
-    if pad:  # one compiled shape for every batch
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-    batch = preprocess(jnp.asarray(chunk))
-    outputs.append(np.asarray(features_fn(batch))[: batch_size - pad])
-  return np.concatenate(outputs)
-
-
 def _pixels(images: np.ndarray) -> np.ndarray:
   return images.reshape(len(images), -1).astype(np.float32) / 255.0
 
@@ -122,7 +102,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   (parallel.coordinator_address): each host loads the whole training set, and process 0
   alone writes the files and computes the diagnostic.
   """
-  run.validate_data_config(config)  # any variant's config: ss_* need no checkpoint yet
+  experiment_lib.validate_data_config(config)  # any variant's config: ss_* need no checkpoint yet
   validate_ssl_config(config)
   if config.ssl.warmup_steps >= config.ssl.steps:
     logging.warning(
@@ -130,7 +110,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
         config.ssl.warmup_steps,
         config.ssl.steps,
     )
-  mesh = run.setup_devices(config)
+  mesh = experiment_lib.setup_devices(config)
   parallel.check_batch_divides(config.ssl.batch_size, mesh, "ssl.batch_size")
   primary = jax.process_index() == 0
   if primary:
@@ -138,7 +118,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
     with open(os.path.join(workdir, "pretrain_config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
   started = time.time()
-  experiment = run.build_experiment(config)
+  experiment = experiment_lib.build_experiment(config)
   train_images = experiment.poisoned_train.images  # labels deliberately unused
   # The data set's own statistics, the ones VIBE normalises with when it fine-tunes this
   # backbone or extracts features with it: one input distribution before and after.
@@ -183,7 +163,7 @@ def _save_and_summarise(
     config: ml_collections.ConfigDict,
     path: pathlib.Path,
     model: nnx.Module,
-    experiment: run.Experiment,
+    experiment: experiment_lib.Experiment,
     history: list[dict],
     train_seconds: float,
     num_devices: int,
@@ -202,8 +182,12 @@ def _save_and_summarise(
   # the checkpoint just written (so it also checks the round trip).
   features_fn = load_backbone(path)
   dataset = experiment.dataset
-  train_features = extract_features(features_fn, dataset.train_images, pipeline.eval)
-  test_features = extract_features(features_fn, dataset.test_images, pipeline.eval)
+  train_features = features_lib.backbone_features(
+      features_fn, dataset.train_images, pipeline.eval, config.features.batch_size
+  )
+  test_features = features_lib.backbone_features(
+      features_fn, dataset.test_images, pipeline.eval, config.features.batch_size
+  )
   k = min(config.ssl.knn_k, len(train_features))
   pixel_mean = _pixels(dataset.train_images).mean(axis=0)
   summary = {
@@ -235,7 +219,7 @@ def _save_and_summarise(
       "devices": num_devices,  # of the mesh, over every process
       "processes": jax.process_count(),
   }
-  run.write_json_atomically(str(path.parent / "pretrain.json"), summary)
+  write_json_atomically(str(path.parent / "pretrain.json"), summary)
   print(
       f"backbone checkpoint: {path}\n"
       f"{method.title} {summary['steps']} steps in {summary['train_seconds']} s, final loss "

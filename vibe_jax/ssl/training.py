@@ -1,10 +1,9 @@
 """What every SSL method here shares: head BatchNorm, optimisers and their schedule, batches
-and on-device views, and the jitted training loop (`run_loop`) that drives a method's step.
-
-The loop follows em/mstep.py: a jitted pure function over `nnx.split` state runs a
-`jax.lax.fori_loop` of steps, and each step's batch (`batch_indices`) and views (keys folded
-with the step) are pure functions of (key, step), so chunk boundaries do not change the run.
-On CPU the same step runs from a host loop instead (see train_step for why).
+and on-device views, and the loop (`run_loop`) that drives a method's step through the
+training engine (vibe_jax.engine, the one the EM M-steps use): each step's batch
+(engine.batch_indices) and views (keys folded with the step) are pure functions of
+(key, step), so chunk boundaries do not change the run; the engine's CPU policy picks a host
+loop or a compiled loop.
 
 Data parallel over a mesh (run_loop's `mesh`): the state and the training images are
 replicated, each step's batch is constrained to the mesh's 'data' axis, and XLA partitions
@@ -16,8 +15,6 @@ several processes (a multi-host job): every process then passes the same images 
 from __future__ import annotations
 
 import contextlib
-import functools
-import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -26,13 +23,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 from flax import nnx
 from jax.sharding import Mesh, PartitionSpec as P
 
-from vibe_jax import parallel
+from vibe_jax import engine, parallel
 from vibe_jax.data import transforms
-from vibe_jax.em.mstep import batch_indices
 from vibe_jax.models.resnet import BN_EPSILON, BN_MOMENTUM
 from vibe_jax.registry import Registry
 from vibe_jax.ssl.augment import AugmentConfig, augment_batch
@@ -48,8 +43,6 @@ __all__ = [
     "make_optimizer",
     "make_views",
     "run_loop",
-    "train_step",
-    "train_steps",
 ]
 
 
@@ -158,10 +151,10 @@ def batch_views(
     batch_size: int,
     augment_config: AugmentConfig | tuple[AugmentConfig, AugmentConfig],
 ) -> jax.Array:
-  """Batch `step` (em.mstep.batch_indices) and its two views, (2B, H', W', 3): a pure
+  """Batch `step` (engine.batch_indices) and its two views, (2B, H', W', 3): a pure
   function of (inputs.key, step), shared by every SSL method."""
   batch_key, view_key = jax.random.split(inputs.key)
-  indices = batch_indices(batch_key, step, inputs.images.shape[0], batch_size)
+  indices = engine.batch_indices(batch_key, step, inputs.images.shape[0], batch_size)
   batch = inputs.images[indices]
   if not jax.sharding.get_abstract_mesh().empty:  # run_loop's mesh: each device its share
     batch = jax.lax.with_sharding_constraint(batch, P(parallel.DATA_AXIS))
@@ -175,50 +168,9 @@ def batch_views(
 
 
 # A method's step: (inputs, step, state) -> (state, metrics), metrics a dict of scalars
-# with at least "loss". Static (hashed by identity): a functools.partial over the method's
-# graphdefs, optimiser and batch size.
-StepFn = Callable[[StepInputs, jax.Array, object], tuple[object, dict[str, jax.Array]]]
-
-
-@functools.partial(jax.jit, static_argnames=("step_fn",), donate_argnames=("state",))
-def train_steps(
-    step_fn: StepFn,
-    state: object,
-    *,
-    inputs: StepInputs,
-    first_step: jax.Array,
-    num_steps: jax.Array,
-) -> tuple[object, dict[str, jax.Array]]:
-  """Runs `num_steps` steps from `first_step` in one compiled loop (accelerators).
-
-  `num_steps` is traced, so chunks of any length share one compilation. Returns the new
-  state and the chunk's mean metrics.
-  """
-  zeros = jax.tree.map(
-      lambda leaf: jnp.zeros(leaf.shape, jnp.float32),
-      jax.eval_shape(step_fn, inputs, first_step, state)[1],
-  )
-
-  def body(i, carry):
-    state, sums = carry
-    state, metrics = step_fn(inputs, first_step + i, state)
-    return state, jax.tree.map(jnp.add, sums, metrics)
-
-  state, sums = jax.lax.fori_loop(0, num_steps, body, (state, zeros))
-  return state, jax.tree.map(lambda total: total / jnp.maximum(num_steps, 1), sums)
-
-
-@functools.partial(jax.jit, static_argnames=("step_fn",), donate_argnames=("state",))
-def train_step(
-    step_fn: StepFn, state: object, *, inputs: StepInputs, step: jax.Array
-) -> tuple[object, dict[str, jax.Array]]:
-  """One step as its own program: the same step as train_steps, driven from the host.
-
-  Why: XLA:CPU runs weight-gradient convolutions inside a while loop (fori_loop) about
-  100x slower than outside one (measured with jax 0.10.2: 0.34 s -> 34 s for one conv), so
-  on CPU the host loop is ~10x faster; on GPU/TPU the compiled loop avoids dispatch.
-  """
-  return step_fn(inputs, step, state)
+# with at least "loss" (engine.StepFn). Static (hashed by identity): a functools.partial
+# over the method's graphdefs, optimiser and batch size.
+StepFn = engine.StepFn
 
 
 def check_batch_size(
@@ -251,14 +203,14 @@ def run_loop(
   """The training loop every SSL method shares: ssl.steps steps of `step_fn` from `state`.
 
   One record {"step", "loss", <the step's other metrics>, "lr"} per chunk of ssl.log_every
-  steps (chunk means) goes to `log` and to the returned history. `host_loop` (default: on
-  CPU only) runs each step as its own jitted call instead of one fori_loop per chunk; both
-  give the same steps. A non-finite loss stops the run naming ssl.lr. With a `mesh` the
-  steps run data parallel over its devices (module docstring).
+  steps (chunk means) goes to `log` and to the returned history. `host_loop` (default: the
+  engine's CPU policy) runs each step as its own jitted call instead of one fori_loop per
+  chunk; both give the same steps. A non-finite loss stops the run naming ssl.lr. With a
+  `mesh` the steps run data parallel over its devices (module docstring).
   """
   schedule = learning_rate_schedule(ssl)
   if host_loop is None:
-    host_loop = jax.default_backend() == "cpu"
+    host_loop = engine.use_host_loop(convolutional=True)
   inputs = StepInputs(
       images=jnp.asarray(images),
       key=jax.random.key(seed),
@@ -268,42 +220,23 @@ def run_loop(
   )
   if mesh is not None:
     state, inputs = parallel.replicate_tree((state, inputs), mesh)
-  boundaries = [*range(0, ssl.steps, ssl.log_every), ssl.steps]
   history = []
   with (
       jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext(),
-      tqdm.tqdm(
-          total=ssl.steps,
-          desc=desc,
-          unit="it",
-          dynamic_ncols=True,
-          disable=jax.process_index() != 0,
-      ) as bar,
+      engine.progress_bar(ssl.steps, 0, desc) as bar,
   ):
-    for start, stop in zip(boundaries[:-1], boundaries[1:]):
-      if host_loop:
-        sums = None
-        for step in range(start, stop):
-          state, metrics = train_step(step_fn, state, inputs=inputs, step=np.int32(step))
-          sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
-          bar.update(1)
-        metrics = jax.tree.map(lambda total: total / (stop - start), sums)
-      else:
-        state, metrics = train_steps(
-            step_fn,
-            state,
-            inputs=inputs,
-            first_step=np.int32(start),
-            num_steps=np.int32(stop - start),
-        )
-        bar.update(stop - start)
-      metrics = {key: float(value) for key, value in metrics.items()}
+    for start, stop in engine.chunks(0, ssl.steps, ssl.log_every):
+      state, metrics = engine.run_steps(
+          step_fn, state, inputs, start, stop - start, host_loop=host_loop, progress=bar
+      )
       loss = metrics.pop("loss")
-      if not math.isfinite(loss):
-        raise FloatingPointError(
-            f"{name} loss became {loss} between steps {start} and {stop}; lower the "
-            f"learning rate ssl.lr (now {ssl.lr}) or raise ssl.warmup_steps."
-        )
+      engine.check_finite(
+          loss,
+          name,
+          start,
+          stop,
+          f"lower the learning rate ssl.lr (now {ssl.lr}) or raise ssl.warmup_steps.",
+      )
       record = {"step": stop, "loss": loss, **metrics, "lr": float(schedule(stop - 1))}
       history.append(record)
       log(record)
