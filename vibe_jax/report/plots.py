@@ -14,6 +14,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
+from vibe_jax.normalize import l2_normalize
+
 __all__ = [
     "PROJECTIONS",
     "plot_confusion",
@@ -162,11 +164,6 @@ def umap_available() -> bool:
   return True
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-  x = np.asarray(x, np.float32)
-  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def _project(features: np.ndarray, prototypes: np.ndarray, method: str, seed: int = 0):
   """2-D coordinates of the samples and, in the same map, of the prototypes."""
   if method == "pca":
@@ -213,8 +210,11 @@ def plot_projection(snapshots: list[dict[str, np.ndarray]], path: str, method: s
   for ax, snapshot in zip(axes, shown):
     num_classes = snapshot["mu_z"].shape[0]
     colors = _class_colors(num_classes)
-    prototypes = _unit_rows(np.concatenate([snapshot["mu_z"], snapshot["mu_y"]]))
-    points, centres, labels = _project(_unit_rows(snapshot["features"]), prototypes, method)
+    prototypes = l2_normalize(
+        np.asarray(np.concatenate([snapshot["mu_z"], snapshot["mu_y"]]), np.float32)
+    )
+    features = l2_normalize(np.asarray(snapshot["features"], np.float32))
+    points, centres, labels = _project(features, prototypes, method)
     pseudo = snapshot["pseudo_labels"]
     poisoned = snapshot["poison_mask"].astype(bool)
     restored = pseudo == snapshot["true_labels"]

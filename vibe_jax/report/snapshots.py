@@ -28,6 +28,7 @@ from vibe_jax import parallel
 from vibe_jax.em import inference
 from vibe_jax.em.data import TrainData
 from vibe_jax.models.vibe import VibeModel
+from vibe_jax.normalize import l2_normalize
 
 __all__ = ["EstepSnapshots", "estep_iterations", "load_snapshots", "MAX_POINTS"]
 
@@ -38,10 +39,6 @@ _NAME = re.compile(r"estep_(\d+)\.npz$")
 def estep_iterations(steps: int, period: int) -> list[int]:
   """The iterations at which `em.loop.fit` runs an E-step: 0, period, 2 period, ... < steps."""
   return list(range(0, steps, period))
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _replicated_to_host(array: jax.Array) -> np.ndarray:
@@ -94,7 +91,7 @@ class EstepSnapshots:
     with open(temporary, "wb") as f:
       np.savez(
           f,
-          features=_unit_rows(features).astype(np.float16),
+          features=l2_normalize(features).astype(np.float16),
           pseudo_labels=pseudo[: self._data.num_valid][self._indices].astype(np.int32),
           indices=self._indices,
           step=np.int64(step),
