@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 
+from vibe_jax import files
 from vibe_jax.variants import get_variant
 
 __all__ = [
@@ -211,7 +212,7 @@ def write_tables(runs: list[SweepRun], variants: list[str], workdir: str) -> tup
   """workdir/sweep.csv (raw fractions) and workdir/sweep.md (percent); returns both paths."""
   header, rows = sweep_table(runs, variants)
   csv_path, md_path = os.path.join(workdir, "sweep.csv"), os.path.join(workdir, "sweep.md")
-  with open(csv_path, "w", newline="") as f:
+  with files.open_atomically(csv_path, newline="") as f:
     writer = csv.writer(f)
     writer.writerow(header)
     writer.writerows([["" if value is None else value for value in row] for row in rows])
@@ -238,8 +239,7 @@ def write_tables(runs: list[SweepRun], variants: list[str], workdir: str) -> tup
   notes = baseline_notes(runs)
   if notes:
     lines += ["", *(f"Note: {note}" for note in notes)]
-  with open(md_path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  files.write_text_atomically(md_path, "\n".join(lines) + "\n")
   return md_path, csv_path
 
 

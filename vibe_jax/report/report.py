@@ -13,6 +13,7 @@ import json
 import os
 from typing import Callable
 
+from vibe_jax import files
 from vibe_jax.report import plots, snapshots, writers
 from vibe_jax.report import predictions as predictions_lib
 
@@ -322,8 +323,5 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
       workdir,
   )
   path = os.path.join(workdir, "report.md")
-  temporary = path + ".tmp"
-  with open(temporary, "w") as f:
-    f.write("\n".join(lines).rstrip() + "\n")
-  os.replace(temporary, path)
+  files.write_text_atomically(path, "\n".join(lines).rstrip() + "\n")
   return path

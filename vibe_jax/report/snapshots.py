@@ -24,7 +24,7 @@ import re
 import jax
 import numpy as np
 
-from vibe_jax import parallel
+from vibe_jax import files, parallel
 from vibe_jax.em import inference
 from vibe_jax.em.data import TrainData
 from vibe_jax.models.vibe import VibeModel
@@ -87,19 +87,16 @@ class EstepSnapshots:
     features = features[: self._data.num_valid][self._indices].astype(np.float32)
     os.makedirs(self._directory, exist_ok=True)
     path = os.path.join(self._directory, f"estep_{step}.npz")
-    temporary = path + ".tmp"
-    with open(temporary, "wb") as f:
-      np.savez(
-          f,
-          features=l2_normalize(features).astype(np.float16),
-          pseudo_labels=pseudo[: self._data.num_valid][self._indices].astype(np.int32),
-          indices=self._indices,
-          step=np.int64(step),
-          mu_z=_replicated_to_host(model.head.mu_z[...]).astype(np.float32),
-          mu_y=_replicated_to_host(model.head.mu_y[...]).astype(np.float32),
-          **self._labels,
-      )
-    os.replace(temporary, path)
+    files.save_npz_atomically(
+        path,
+        features=l2_normalize(features).astype(np.float16),
+        pseudo_labels=pseudo[: self._data.num_valid][self._indices].astype(np.int32),
+        indices=self._indices,
+        step=np.int64(step),
+        mu_z=_replicated_to_host(model.head.mu_z[...]).astype(np.float32),
+        mu_y=_replicated_to_host(model.head.mu_y[...]).astype(np.float32),
+        **self._labels,
+    )
 
 
 def load_snapshots(directory: str) -> list[dict[str, np.ndarray]]:
