@@ -9,11 +9,11 @@ import scipy.spatial.distance
 
 from vibe_jax.filtering import (
     LeidenFilterResult,
-    exact_knn,
     filter_report,
     flag_poison_cluster,
     leiden_poison_filter,
 )
+from vibe_jax.knn import exact_knn
 
 NUM_CLASSES = 5
 DIM = 16
