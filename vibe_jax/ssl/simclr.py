@@ -53,6 +53,8 @@ def nt_xent_loss(z1: jax.Array, z2: jax.Array, temperature: float | jax.Array) -
 
   Cosine similarities over `temperature`; each row's candidates are the other 2B - 1
   embeddings (itself excluded), the positive being the other view of the same image.
+  Not optax.ntxent: it agrees (to 1e-7) but broadcasts to (2B, 2B, D) for the cosines,
+  0.8 GB of temporaries and ~180x slower at batch 256, dimension 256 (CPU).
   """
   z = l2_normalize(jnp.concatenate([z1, z2]).astype(jnp.float32))
   count = z.shape[0]
