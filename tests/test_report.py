@@ -258,16 +258,6 @@ def test_umap_without_umap_is_a_clear_error(tmp_path):
     report.write_report(str(tmp_path), projection="umap")
 
 
-def test_confusion_counts_match_sklearn():
-  from sklearn.metrics import confusion_matrix
-
-  rng = np.random.default_rng(0)
-  true, predicted = rng.integers(0, 5, 200), rng.integers(0, 5, 200)
-  np.testing.assert_array_equal(
-      plots._confusion(true, predicted, 5), confusion_matrix(true, predicted, labels=range(5))
-  )
-
-
 def fake_run(directory, acc, baseline_acc=0.9, label_mode="all_to_one", attack="badnets"):
   os.makedirs(directory)
   results = {

@@ -306,15 +306,11 @@ def plot_projection(snapshots: list[dict[str, np.ndarray]], path: str, method: s
   return _save(figure, path)
 
 
-def _confusion(true_labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-  counts = np.zeros((num_classes, num_classes), np.int64)
-  np.add.at(counts, (np.asarray(true_labels), np.asarray(predictions)), 1)
-  return counts
-
-
 def plot_confusion(predictions: dict[str, np.ndarray], path: str) -> str:
   """Confusion matrices on the poisoned test set (rows: true label, columns: prediction)
   of the baseline and of VIBE; the attacker's label of each row outlined in red."""
+  from sklearn.metrics import confusion_matrix  # pylint: disable=import-outside-toplevel
+
   num_classes = int(predictions["num_classes"])
   true_labels = predictions["poisoned_true_labels"]
   attacker = predictions["poisoned_attacker_labels"]
@@ -327,7 +323,7 @@ def plot_confusion(predictions: dict[str, np.ndarray], path: str) -> str:
   image = None
   for ax, model in zip(axes, models):
     predicted = predictions[f"{model}_poisoned"]
-    counts = _confusion(true_labels, predicted, num_classes)
+    counts = confusion_matrix(true_labels, predicted, labels=np.arange(num_classes))
     fractions = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
     if num_classes <= 20:
