@@ -11,7 +11,9 @@ A backbone checkpoint is a directory:
                                 as nested dicts with string keys ("layer1" -> "0" -> "conv1")
 
 It is written into a temporary sibling directory and renamed into place, so a crash never
-leaves a half-written checkpoint under the final name.
+leaves a half-written checkpoint under the final name. The rename is ours, not orbax's
+atomic save: orbax 0.12.8's Checkpointer.save(force=True) deletes an existing checkpoint
+before writing the new one, so an interrupted --overwrite would lose both.
 
 Training state (params, BatchNorm statistics, optimizer state, pseudo-labels, step, RNG) is
 saved by `TrainCheckpoints`, an orbax CheckpointManager: every N steps and at the end, each
