@@ -1,4 +1,4 @@
-"""Tests for vibe_jax.filtering: exact kNN, the centroid outlier rule, the Leiden filter."""
+"""Tests for vibe_jax.knn (exact kNN) and vibe_jax.filtering (outlier rule, Leiden filter)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Row L2 normalisation, one definition for host (numpy) and device (jax) arrays."""
+"""Row L2 normalisation, one definition for host (numpy) and device (jax) arrays.
+
+It imports neither library, so benchmarks/common.py can use it before jax starts.
+"""
 
 from __future__ import annotations
 
