@@ -19,8 +19,9 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from vibe_jax import parallel
+from vibe_jax import files, parallel
 from vibe_jax.batched import batched_apply
+from vibe_jax.normalize import l2_normalize
 from vibe_jax.data import rows as rows_lib
 from vibe_jax.registry import Registry
 
@@ -33,10 +34,6 @@ FeatureFn = Callable[[np.ndarray], np.ndarray]
 EXTRACTORS: Registry[Callable[[ml_collections.ConfigDict, np.ndarray], FeatureFn]] = Registry(
     "feature extractor"
 )
-
-
-def l2_normalize(features: np.ndarray) -> np.ndarray:
-  return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 @EXTRACTORS.register("pixels")
@@ -90,9 +87,7 @@ def cached_arrays(cache_path: str, fingerprint: dict, compute: Callable[[], dict
       if str(cached.get("fingerprint", "")) == key:
         return {name: cached[name] for name in cached.files if name != "fingerprint"}
   arrays = compute()
-  temporary = cache_path + ".tmp.npz"
-  np.savez(temporary, fingerprint=key, **arrays)
-  os.replace(temporary, cache_path)
+  files.save_npz_atomically(cache_path, fingerprint=key, **arrays)
   return arrays
 
 
@@ -181,9 +176,7 @@ OPTIONAL_FEATURE_FILE_ARRAYS = {
 def write_feature_file(path: str, arrays: dict[str, np.ndarray]) -> None:
   """Writes a features file atomically (temporary file, then rename)."""
   check_feature_arrays(arrays, path)
-  temporary = path + ".tmp.npz"
-  np.savez(temporary, **arrays)
-  os.replace(temporary, path)
+  files.save_npz_atomically(path, **arrays)
 
 
 def read_feature_file(path: str) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ import ml_collections
 from vibe_jax import experiment as experiment_lib
 from vibe_jax import features as features_lib
 from vibe_jax.em import loop
-from vibe_jax.files import write_json_atomically
+from vibe_jax import files
 from vibe_jax.prepare import Prepared, prepare
 from vibe_jax.report import predictions as predictions_lib
 from vibe_jax.report import report as report_lib
@@ -62,8 +62,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   primary = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   if primary:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    files.write_text_atomically(
+        os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2)
+    )
   prepared = prepare(config, workdir, mesh)
   log = writers.MetricWriter(workdir, tensorboard=config.report.tensorboard)
   results = _results_header(config)
@@ -97,7 +98,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           poisoned_attacker_labels=eval_sets.attacker_labels,
           num_classes=prepared.num_classes,
       )
-    write_json_atomically(os.path.join(workdir, "results.json"), results)
+    files.write_json_atomically(os.path.join(workdir, "results.json"), results)
     print(format_results_table(results))
     if config.report.enabled:
       _write_report(workdir)
@@ -132,7 +133,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     )
     results[phase.name] = {**prepared.eval_sets.evaluate(model), "step": step}
   if jax.process_index() == 0:
-    write_json_atomically(os.path.join(workdir, "eval.json"), results)
+    files.write_json_atomically(os.path.join(workdir, "eval.json"), results)
     print(format_results_table(results))
   return results
 
