@@ -16,7 +16,6 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -210,10 +209,7 @@ def fit(
       augment=data.augment,
       batch_sharding=parallel.data_sharded(mesh),
   )
-  state = mstep.MStepState.start(params, rest, opt_state, data.num_valid)
-  state = state._replace(
-      **parallel.replicate_tree({"epoch": state.epoch, "permutation": state.permutation}, mesh)
-  )
+  state = mstep.MStepState.start(params, rest, opt_state, data.num_valid, mesh)
   host_loop = engine.use_host_loop(convolutional=model.backbone is not None)
   learning_rates = mstep.learning_rates(phase.optimizer, phase.train_mu_y)
   period = phase.estep.period if phase.estep else math.inf
