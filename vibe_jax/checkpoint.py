@@ -185,11 +185,15 @@ class TrainCheckpoints:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state: Any, *, force: bool = False) -> None:
-    """Saves at multiples of save_every (or always with `force`, e.g. the last step)."""
-    if force or step % self.save_every == 0:
-      if step not in self._manager.all_steps():
-        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+  def due(self, step: int, *, force: bool = False) -> bool:
+    """Whether `save` would write `step`: a multiple of save_every (any step with `force`,
+    e.g. the last), not saved yet. Lets callers skip building a state nobody saves."""
+    return (force or step % self.save_every == 0) and step not in self._manager.all_steps()
+
+  def save(self, step: int, state: Any) -> None:
+    """Writes `state` as `step` (a step already saved is kept as it is)."""
+    if step not in self._manager.all_steps():
+      self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
   def restore(self, step: int, like: Any) -> Any:
     """Restores `step` into the structure of `like`; a shape mismatch lists every entry."""

@@ -16,6 +16,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -194,10 +195,11 @@ def fit(
     latest = checkpoints.latest_step()
     if latest is not None:
       saved = checkpoints.restore(
-          latest, _train_state(params, rest, opt_state, pseudo_labels, latest, key)
+          latest,
+          _train_state(params, rest, opt_state, _unpadded(pseudo_labels, data, mesh), latest, key),
       )
       params, rest, opt_state = saved["params"], saved["rest"], saved["opt_state"]
-      pseudo_labels, start = saved["pseudo_labels"], int(saved["step"])
+      pseudo_labels, start = _padded(saved["pseudo_labels"], data, mesh), int(saved["step"])
       key = jax.random.wrap_key_data(saved["key"])
       print(f"{phase.desc}: resumed from the checkpoint at iteration {start}")
   step_fn = mstep.MStep(
@@ -253,15 +255,28 @@ def fit(
       )
       log({"step": end, "kind": "train", "loss": loss, **learning_rates})
       bar.set_postfix(loss=f"{loss:.4f}")
-      if checkpoints is not None:
+      if checkpoints is not None and checkpoints.due(end, force=end == phase.steps):
+        unpadded = _unpadded(pseudo_labels, data, mesh)
         checkpoints.save(
-            end,
-            _train_state(state.params, state.rest, state.opt_state, pseudo_labels, end, key),
-            force=end == phase.steps,
+            end, _train_state(state.params, state.rest, state.opt_state, unpadded, end, key)
         )
   if checkpoints is not None:
     checkpoints.close()
   return nnx.merge(graphdef, state.params, state.rest)
+
+
+def _unpadded(pseudo_labels: jax.Array, data: TrainData, mesh: Mesh) -> jax.Array:
+  """The real rows' pseudo-labels, replicated: what a checkpoint stores, so that a run can
+  resume on a device count that pads the rows differently."""
+  return parallel.replicate(parallel.to_host(pseudo_labels)[: data.num_valid], mesh)
+
+
+def _padded(saved: jax.Array, data: TrainData, mesh: Mesh) -> jax.Array:
+  """Saved pseudo-labels padded as data's rows are (the last row repeated, which is also
+  what the E-step gives a padding row) and sharded on rows again."""
+  labels = parallel.to_host(saved)[: data.num_valid]
+  index = np.minimum(np.arange(data.inputs.shape[0]), data.num_valid - 1)
+  return parallel.shard_rows(labels[index], mesh)
 
 
 def _train_state(params, rest, opt_state, pseudo_labels, step, key) -> dict:
@@ -288,8 +303,10 @@ def restore_model(
     )
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   opt_state = mstep.make_optimizer(phase.optimizer, params, phase.train_mu_y).init(params)
-  saved = checkpoints.restore(
-      latest, _train_state(params, rest, opt_state, data.given_labels, latest, jax.random.key(0))
+  mesh = data.given_labels.sharding.mesh
+  like = _train_state(
+      params, rest, opt_state, _unpadded(data.given_labels, data, mesh), latest, jax.random.key(0)
   )
+  saved = checkpoints.restore(latest, like)
   checkpoints.close()
   return nnx.merge(graphdef, saved["params"], saved["rest"]), latest
