@@ -34,11 +34,14 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import nnx
+from jax.experimental import multihost_utils
 
 __all__ = [
     "BACKBONE_FORMAT",
     "CheckpointMismatchError",
+    "CorruptCheckpointError",
     "TrainCheckpoints",
     "load_backbone_checkpoint",
     "save_backbone",
@@ -150,6 +153,24 @@ class CheckpointMismatchError(ValueError):
   """A saved training state does not fit the model the config builds."""
 
 
+class CorruptCheckpointError(ValueError):
+  """A saved training state whose files cannot be read back (truncated, zeroed, missing)."""
+
+  def __init__(self, step: int, reason: str):
+    super().__init__(f"the checkpoint at iteration {step} is corrupt: {reason}")
+    self.step = step
+    self.reason = reason
+
+
+def _first_line(error: BaseException) -> str:
+  """The root cause of an orbax error, one line: tensorstore's own message says what is
+  wrong ("Requested byte range ... is not valid"), orbax's wrappers only where."""
+  while (error.__cause__ or error.__context__) is not None:
+    error = error.__cause__ or error.__context__
+  text = str(error).strip().split("\n")[0].split(" [tensorstore_spec")[0]
+  return text[:300] or type(error).__name__
+
+
 def _key_name(key: Any) -> str:
   for attribute in ("key", "name", "idx"):
     if hasattr(key, attribute):
@@ -196,8 +217,15 @@ class TrainCheckpoints:
       self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
 
   def restore(self, step: int, like: Any) -> Any:
-    """Restores `step` into the structure of `like`; a shape mismatch lists every entry."""
-    saved = _shapes_by_path(self._manager.item_metadata(step))
+    """Restores `step` into the structure of `like`; a shape mismatch lists every entry
+    (CheckpointMismatchError), unreadable files are a CorruptCheckpointError."""
+    try:
+      metadata = self._manager.item_metadata(step)
+    except Exception as error:  # pylint: disable=broad-except  # orbax raises many kinds
+      raise CorruptCheckpointError(step, f"its metadata cannot be read ({_first_line(error)})")
+    if metadata is None:
+      raise CorruptCheckpointError(step, "its tree metadata (default/_METADATA) is missing")
+    saved = _shapes_by_path(metadata)
     expected = _shapes_by_path(like)
     problems = [
         f"{path}: checkpoint {saved.get(path)} vs config {shape}"
@@ -212,7 +240,62 @@ class TrainCheckpoints:
           + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
       )
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    try:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as error:  # pylint: disable=broad-except  # tensorstore's errors vary
+      raise CorruptCheckpointError(step, f"its arrays cannot be read ({_first_line(error)})")
+
+  def restore_latest(self, like: Any, *, move_corrupt: bool = True) -> tuple[int, Any] | None:
+    """(step, state) of the newest checkpoint that reads back whole, or None when there is
+    none. A newer, corrupt one (a truncated file, lost metadata) is skipped with a warning
+    naming it and why, and with `move_corrupt` moved aside to <directory>.corrupt/ (nothing
+    is deleted), so that the resumed run can save that step again. When every checkpoint is
+    corrupt the error names each; nothing is moved then."""
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    skipped = []
+    for step in steps:
+      try:
+        state = self.restore(step, like)
+      except CorruptCheckpointError as error:
+        skipped.append(error)
+        continue
+      for corrupt in skipped:
+        moved = f"moved it to {self._move_aside(corrupt.step)}, " if move_corrupt else ""
+        logging.warning(
+            "%s: skipped the corrupt checkpoint at iteration %d (%s); %susing the one at "
+            "iteration %d.",
+            self.directory,
+            corrupt.step,
+            corrupt.reason,
+            moved,
+            step,
+        )
+      return step, state
+    if skipped:
+      raise CorruptCheckpointError(
+          skipped[0].step,
+          f"no checkpoint in {self.directory} reads back whole ("
+          + "; ".join(f"iteration {e.step}: {e.reason}" for e in skipped)
+          + f"); move {self.directory} aside to start this phase over, or rerun with "
+          "--restart to start the whole experiment over",
+      )
+    return None
+
+  def _move_aside(self, step: int) -> pathlib.Path:
+    """Moves a step's directory to <directory>.corrupt/<step>[-n] (process 0; the others
+    wait), and makes the manager forget it."""
+    aside = self.directory.with_name(f"{self.directory.name}.corrupt")
+    target = aside / str(step)
+    if jax.process_index() == 0:
+      aside.mkdir(exist_ok=True)
+      count = 1
+      while target.exists():
+        target, count = aside / f"{step}-{count}", count + 1
+      (self.directory / str(step)).rename(target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"vibe_jax checkpoint moved aside {step}")
+    self._manager.reload()
+    return target
 
   def close(self) -> None:
     self._manager.close()

@@ -192,12 +192,11 @@ def fit(
   checkpoints = None
   if checkpoint_dir is not None:
     checkpoints = TrainCheckpoints(checkpoint_dir, save_every=phase.checkpoint_every)
-    latest = checkpoints.latest_step()
-    if latest is not None:
-      saved = checkpoints.restore(
-          latest,
-          _train_state(params, rest, opt_state, _unpadded(pseudo_labels, data, mesh), latest, key),
-      )
+    restored = checkpoints.restore_latest(
+        _train_state(params, rest, opt_state, _unpadded(pseudo_labels, data, mesh), 0, key)
+    )
+    if restored is not None:
+      _, saved = restored
       params, rest, opt_state = saved["params"], saved["rest"], saved["opt_state"]
       pseudo_labels, start = _padded(saved["pseudo_labels"], data, mesh), int(saved["step"])
       key = jax.random.wrap_key_data(saved["key"])
@@ -295,18 +294,18 @@ def restore_model(
 ) -> tuple[VibeModel, int]:
   """`model` with the params and BatchNorm statistics of the latest checkpoint, and its step."""
   checkpoints = TrainCheckpoints(checkpoint_dir, save_every=1)
-  latest = checkpoints.latest_step()
-  if latest is None:
-    raise FileNotFoundError(
-        f"No training checkpoint in {checkpoint_dir}; train first "
-        "(--mode train) with the same --workdir."
-    )
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   opt_state = mstep.make_optimizer(phase.optimizer, params, phase.train_mu_y).init(params)
   mesh = data.given_labels.sharding.mesh
   like = _train_state(
-      params, rest, opt_state, _unpadded(data.given_labels, data, mesh), latest, jax.random.key(0)
+      params, rest, opt_state, _unpadded(data.given_labels, data, mesh), 0, jax.random.key(0)
   )
-  saved = checkpoints.restore(latest, like)
+  restored = checkpoints.restore_latest(like, move_corrupt=False)  # eval changes nothing
   checkpoints.close()
-  return nnx.merge(graphdef, saved["params"], saved["rest"]), latest
+  if restored is None:
+    raise FileNotFoundError(
+        f"No training checkpoint in {checkpoint_dir}; train first "
+        "(--mode train) with the same --workdir."
+    )
+  step, saved = restored
+  return nnx.merge(graphdef, saved["params"], saved["rest"]), step
