@@ -44,6 +44,13 @@ flags.DEFINE_enum(
     ["pca", "umap"],
     "report: 2-D projection of the training features (umap needs umap-learn).",
 )
+flags.DEFINE_bool(
+    "restart",
+    False,
+    "train: start over in a --workdir that holds another experiment (or this one): its "
+    "contents are moved to WORKDIR/replaced-<time>/, nothing is deleted. Without it such a "
+    "workdir is refused, naming the config fields that differ.",
+)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -58,6 +65,8 @@ def main(argv):
     return
   if flags.FLAGS.config is None:
     raise app.UsageError(f"--config is required for --mode {flags.FLAGS.mode}.")
+  if flags.FLAGS.restart and flags.FLAGS.mode != "train":
+    raise app.UsageError("--restart starts a training run over; it needs --mode train.")
   if flags.FLAGS.mode == "eval":
     run.evaluate_checkpoint(flags.FLAGS.config, flags.FLAGS.workdir)
   elif flags.FLAGS.mode == "extract":
@@ -65,7 +74,7 @@ def main(argv):
   elif flags.FLAGS.mode == "pretrain":
     pretrain.pretrain(flags.FLAGS.config, flags.FLAGS.workdir)
   else:
-    run.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    run.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir, restart=flags.FLAGS.restart)
 
 
 if __name__ == "__main__":

@@ -45,12 +45,14 @@ __all__ = [
     "TrainCheckpoints",
     "load_backbone_checkpoint",
     "save_backbone",
+    "saved_steps",
 ]
 
 BACKBONE_FORMAT = "vibe_jax.backbone"
 _BACKBONE_VERSION = 1
 _BACKBONE_METADATA = "backbone.json"
 _BACKBONE_STATE = "state"
+_FINGERPRINT = "experiment_fingerprint"  # TrainCheckpoints' key in orbax's custom metadata
 
 
 def _string_keyed(tree: Mapping[Any, Any]) -> dict[str, Any]:
@@ -187,14 +189,31 @@ def _shapes_by_path(tree: Any) -> dict[str, tuple[int, ...]]:
   }
 
 
+def saved_steps(directory: str | os.PathLike[str]) -> list[int]:
+  """The steps saved in a TrainCheckpoints directory, without opening it (which creates it)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(name) for name in os.listdir(directory) if name.isdigit())
+
+
 class TrainCheckpoints:
   """Periodic, atomic, resumable training-state checkpoints in one directory."""
 
-  def __init__(self, directory: str | os.PathLike[str], *, save_every: int, keep: int = 2):
+  def __init__(
+      self,
+      directory: str | os.PathLike[str],
+      *,
+      save_every: int,
+      keep: int = 2,
+      fingerprint: str | None = None,
+  ):
+    """`fingerprint`: the experiment's (vibe_jax.workdir), stored with every save and
+    checked on restore, so that another experiment's checkpoint is refused."""
     if save_every <= 0:
       raise ValueError(f"checkpoint.every={save_every} must be positive.")
     self.directory = pathlib.Path(directory).absolute()
     self.save_every = save_every
+    self.fingerprint = fingerprint
     self._manager = ocp.CheckpointManager(
         self.directory,
         item_handlers=ocp.StandardCheckpointHandler(),  # metadata readable in a new process
@@ -214,7 +233,10 @@ class TrainCheckpoints:
   def save(self, step: int, state: Any) -> None:
     """Writes `state` as `step` (a step already saved is kept as it is)."""
     if step not in self._manager.all_steps():
-      self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      metadata = {_FINGERPRINT: self.fingerprint} if self.fingerprint else None
+      self._manager.save(
+          step, args=ocp.args.StandardSave(state), force=True, custom_metadata=metadata
+      )
 
   def restore(self, step: int, like: Any) -> Any:
     """Restores `step` into the structure of `like`; a shape mismatch lists every entry
@@ -225,6 +247,7 @@ class TrainCheckpoints:
       raise CorruptCheckpointError(step, f"its metadata cannot be read ({_first_line(error)})")
     if metadata is None:
       raise CorruptCheckpointError(step, "its tree metadata (default/_METADATA) is missing")
+    self._check_fingerprint(step)
     saved = _shapes_by_path(metadata)
     expected = _shapes_by_path(like)
     problems = [
@@ -244,6 +267,22 @@ class TrainCheckpoints:
       return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as error:  # pylint: disable=broad-except  # tensorstore's errors vary
       raise CorruptCheckpointError(step, f"its arrays cannot be read ({_first_line(error)})")
+
+  def _check_fingerprint(self, step: int) -> None:
+    """Refuses a checkpoint saved by another experiment (one saved before checkpoints had
+    fingerprints passes: the workdir's experiment.json was checked already)."""
+    if self.fingerprint is None:
+      return
+    try:
+      saved = (self._manager.metadata(step).custom_metadata or {}).get(_FINGERPRINT)
+    except Exception:  # pylint: disable=broad-except  # unreadable step metadata: no claim
+      saved = None
+    if saved is not None and saved != self.fingerprint:
+      raise CheckpointMismatchError(
+          f"checkpoint {self.directory / str(step)} belongs to another experiment "
+          f"(fingerprint {saved}, this config's {self.fingerprint}); use the --workdir and "
+          "config it was trained with, a fresh --workdir, or --restart to start over."
+      )
 
   def restore_latest(self, like: Any, *, move_corrupt: bool = True) -> tuple[int, Any] | None:
     """(step, state) of the newest checkpoint that reads back whole, or None when there is

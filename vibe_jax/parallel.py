@@ -130,3 +130,10 @@ def check_batch_divides(batch_size: int, mesh: Mesh, field: str) -> None:
         f"{field}={batch_size} does not divide over {devices} devices; use a "
         f"multiple of {devices}."
     )
+
+
+def sync(name: str) -> None:
+  """Waits until every process of a multi-process job gets here (nothing in one process):
+  after process 0 alone changed shared files that the others read next."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)

@@ -8,6 +8,7 @@ runs `run.train_and_evaluate` and prints one line `RESULT <results.json as JSON>
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -17,13 +18,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
-from configs import digits_badnets  # noqa: E402
 
-
-def config(arg: str = "a,runlocal", **fields):
-  """The digits BadNets runlocal config with the report off and `fields` ('train.steps': 20)
-  set; E-steps every 10 iterations so that a 20-step phase has two."""
-  config = digits_badnets.get_config(arg)
+def config(arg: str = "a,runlocal", attack: str = "badnets", **fields):
+  """configs/digits_<attack>.py's config for `arg` (runlocal by default) with the report off
+  and `fields` (dotted names, as in {"train.steps": 20}) set."""
+  config = importlib.import_module(f"configs.digits_{attack}").get_config(arg)
   config.report.enabled = False
   config.report.tensorboard = False
   for field, value in fields.items():

@@ -21,7 +21,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from vibe_jax import engine, metrics, parallel
-from vibe_jax.checkpoint import TrainCheckpoints
+from vibe_jax.checkpoint import CheckpointMismatchError, TrainCheckpoints
 from vibe_jax.em import estep, inference, mstep
 from vibe_jax.em.data import TrainData
 from vibe_jax.models.vibe import VibeModel
@@ -166,6 +166,7 @@ def fit(
     evaluate: Callable[[VibeModel], dict] | None = None,
     log: Callable[[dict], None] = lambda record: None,
     on_estep: Callable[[int, VibeModel, jax.Array], None] | None = None,
+    fingerprint: str | None = None,
 ) -> VibeModel:
   """Trains `model` for phase.steps iterations (resuming from `checkpoint_dir`), returns it.
 
@@ -173,7 +174,8 @@ def fit(
   0. `log` receives one record per chunk (loss, learning rates), per E-step (diagnostics)
   and per evaluation (`evaluate`, every phase.eval_every iterations). `on_estep(step, model,
   pseudo_labels)` runs after each E-step on every process (the pseudo-labels are the sharded
-  (N_padded,) array), e.g. to snapshot it for the report.
+  (N_padded,) array), e.g. to snapshot it for the report. `fingerprint`: the experiment's
+  (vibe_jax.workdir), saved with each checkpoint and checked on restore.
   """
   if phase.objective not in mstep.OBJECTIVES:
     raise ValueError(f"objective {phase.objective!r} is not one of {mstep.OBJECTIVES}.")
@@ -191,7 +193,9 @@ def fit(
   pseudo_labels, start = data.given_labels, 0
   checkpoints = None
   if checkpoint_dir is not None:
-    checkpoints = TrainCheckpoints(checkpoint_dir, save_every=phase.checkpoint_every)
+    checkpoints = TrainCheckpoints(
+        checkpoint_dir, save_every=phase.checkpoint_every, fingerprint=fingerprint
+    )
     restored = checkpoints.restore_latest(
         _train_state(params, rest, opt_state, _unpadded(pseudo_labels, data, mesh), 0, key)
     )
@@ -199,6 +203,7 @@ def fit(
       _, saved = restored
       params, rest, opt_state = saved["params"], saved["rest"], saved["opt_state"]
       pseudo_labels, start = _padded(saved["pseudo_labels"], data, mesh), int(saved["step"])
+      _check_step(start, phase, checkpoint_dir)
       key = jax.random.wrap_key_data(saved["key"])
       print(f"{phase.desc}: resumed from the checkpoint at iteration {start}")
   step_fn = mstep.MStep(
@@ -264,6 +269,17 @@ def fit(
   return nnx.merge(graphdef, state.params, state.rest)
 
 
+def _check_step(step: int, phase: Phase, checkpoint_dir: str) -> None:
+  """A checkpoint past the phase's end belongs to a longer schedule: resuming from it would
+  train on and log its iterations as this schedule's."""
+  if step > phase.steps:
+    raise CheckpointMismatchError(
+        f"the checkpoint in {checkpoint_dir} is at iteration {step}, beyond "
+        f"{phase.section}.steps={phase.steps}; use the config it was trained with, a fresh "
+        "--workdir, or --restart to start over."
+    )
+
+
 def _unpadded(pseudo_labels: jax.Array, data: TrainData, mesh: Mesh) -> jax.Array:
   """The real rows' pseudo-labels, replicated: what a checkpoint stores, so that a run can
   resume on a device count that pads the rows differently."""
@@ -290,10 +306,15 @@ def _train_state(params, rest, opt_state, pseudo_labels, step, key) -> dict:
 
 
 def restore_model(
-    model: VibeModel, data: TrainData, checkpoint_dir: str, phase: Phase
+    model: VibeModel,
+    data: TrainData,
+    checkpoint_dir: str,
+    phase: Phase,
+    fingerprint: str | None = None,
 ) -> tuple[VibeModel, int]:
-  """`model` with the params and BatchNorm statistics of the latest checkpoint, and its step."""
-  checkpoints = TrainCheckpoints(checkpoint_dir, save_every=1)
+  """`model` with the params and BatchNorm statistics of the latest intact checkpoint (of
+  the experiment `fingerprint`, when given), and its step."""
+  checkpoints = TrainCheckpoints(checkpoint_dir, save_every=1, fingerprint=fingerprint)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   opt_state = mstep.make_optimizer(phase.optimizer, params, phase.train_mu_y).init(params)
   mesh = data.given_labels.sharding.mesh
@@ -308,4 +329,5 @@ def restore_model(
         "(--mode train) with the same --workdir."
     )
   step, saved = restored
+  _check_step(step, phase, checkpoint_dir)
   return nnx.merge(graphdef, saved["params"], saved["rest"]), step

@@ -14,6 +14,7 @@ import os
 from typing import Callable
 
 from vibe_jax import files
+from vibe_jax import workdir as workdir_lib
 from vibe_jax.report import plots, snapshots, writers
 from vibe_jax.report import predictions as predictions_lib
 
@@ -203,6 +204,23 @@ def _plot_or_note(
   return lines + [caption, "", f"![{title}]({relative})", ""]
 
 
+def _check_experiment(workdir: str, stored: dict | None, given: dict | None) -> None:
+  """Refuses a --config of another experiment than the workdir's, and a config.json that
+  is not the one experiment.json records (vibe_jax.workdir): a report titled with the wrong
+  attack or variant is worse than none."""
+  recorded = workdir_lib.recorded_identity(workdir)
+  if recorded is None:
+    return
+  for name, config in (("--config", given), ("config.json", stored)):
+    if config is not None and workdir_lib.identity_of(config) != recorded:
+      raise workdir_lib.WorkdirMismatchError(
+          f"{name} does not describe the experiment of {workdir} (its "
+          f"{workdir_lib.EXPERIMENT_FILE}): "
+          + workdir_lib.describe_differences(recorded, workdir_lib.identity_of(config))
+          + ("; drop --config, or pass the one the run used." if name == "--config" else ".")
+      )
+
+
 def write_report(workdir: str, config: dict | None = None, projection: str = "pca") -> str:
   """Regenerates workdir/plots/*.png and workdir/report.md; returns report.md's path.
 
@@ -220,6 +238,7 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
         "the default projection 'pca'."
     )
   stored = _read_json(os.path.join(workdir, "config.json"))
+  _check_experiment(workdir, stored, config)
   if stored is not None and config is not None and json.loads(json.dumps(config)) != stored:
     print(
         "Note: the report describes the workdir's config.json (what the run used), not "
