@@ -11,7 +11,7 @@ from jax.sharding import Mesh
 
 from vibe_jax import features as features_lib
 from vibe_jax import parallel
-from vibe_jax.data import attacks, datasets
+from vibe_jax.data import attacks, checks, datasets
 from vibe_jax.variants import get_variant
 
 __all__ = [
@@ -118,10 +118,39 @@ def build_experiment(config: ml_collections.ConfigDict, lazy_train: bool = False
       seed=config.attack.seed,
       params=config.attack.params.to_dict(),
   )
+  _check_dataset_labels(dataset)
   poison_train = attack.poison_train_rows if lazy_train else attack.poison_train
-  return Experiment(
+  experiment = Experiment(
       dataset=dataset,
       attack=attack,
       poisoned_train=poison_train(dataset.train_images, dataset.train_labels),
       poisoned_test=attack.poison_test(dataset.test_images, dataset.test_labels),
   )
+  _check_poisoned_labels(experiment, config.attack.name)
+  return experiment
+
+
+def _check_dataset_labels(dataset: datasets.Dataset) -> None:
+  """The data set's labels: rows present, integers in [0, num_classes)."""
+  where = f"data set {dataset.name!r} (dataset.name)"
+  for name, labels in (
+      ("train_labels", dataset.train_labels),
+      ("test_labels", dataset.test_labels),
+  ):
+    checks.check_rows(labels, where, name)
+    checks.check_labels(labels, dataset.num_classes, where, name)
+
+
+def _check_poisoned_labels(experiment: Experiment, attack_name: str) -> None:
+  """What the attack made of the labels, in [0, num_classes) (a pre-poisoned file's labels
+  are checked where it is read, naming the file)."""
+  where = f"attack {attack_name!r} (attack.name)"
+  train, test = experiment.poisoned_train, experiment.poisoned_test
+  for name, labels in (
+      ("given training labels", train.labels),
+      ("true training labels", train.true_labels),
+      ("poisoned test true labels", test.true_labels),
+      ("poisoned test attacker labels", test.attacker_labels),
+  ):
+    checks.check_rows(labels, where, name)
+    checks.check_labels(labels, experiment.dataset.num_classes, where, name)

@@ -1,7 +1,8 @@
 """Atomic file writes: a temporary file beside the target, renamed over it when complete.
 
 A reader (the report, a resumed run, a sweep) then sees the previous file or the new one,
-never a torn one, even when the writer is killed mid-write.
+never a torn one, even when the writer is killed mid-write. Also the one checked read of
+an npz file that came from elsewhere (`read_npz`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -16,6 +19,7 @@ import numpy as np
 
 __all__ = [
     "open_atomically",
+    "read_npz",
     "save_npz_atomically",
     "write_json_atomically",
     "write_text_atomically",
@@ -52,3 +56,24 @@ def save_npz_atomically(path: str | os.PathLike[str], **arrays: Any) -> None:
   """`np.savez(path, **arrays)`, written under exactly `path` (no ".npz" appended)."""
   with open_atomically(path, "wb") as f:
     np.savez(f, **arrays)
+
+
+def read_npz(path: str | os.PathLike[str], where: str) -> dict[str, np.ndarray]:
+  """Every array of an npz file, pickles refused; a file that is not one (random bytes, a
+  truncated zip, pickled objects) is one error line naming `where` (a config field)."""
+  try:
+    stored = np.load(path, allow_pickle=False)
+    if not isinstance(stored, np.lib.npyio.NpzFile):
+      raise ValueError("it holds a single .npy array, not an .npz archive of named arrays")
+    with stored:
+      arrays = {name: stored[name] for name in stored.files}
+    for name, value in arrays.items():
+      if not isinstance(value, np.ndarray):  # numpy hands back a non-.npy member as bytes
+        raise ValueError(f"its member {name!r} is not a .npy array")
+    return arrays
+  except FileNotFoundError:
+    raise
+  except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as error:
+    raise ValueError(
+        f"{where} cannot be read as an .npz file ({type(error).__name__}: {error})."
+    ) from error
