@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh
 
 from vibe_jax import files, parallel
@@ -81,12 +82,17 @@ def make_extractor(config: ml_collections.ConfigDict, train_images: np.ndarray) 
 
 def cached_arrays(cache_path: str, fingerprint: dict, compute: Callable[[], dict]) -> dict:
   """Loads arrays from `cache_path` if it was written for the same `fingerprint`, else
-  computes them and writes the cache atomically (temporary file, then rename)."""
+  computes them and writes the cache atomically (temporary file, then rename). A cache that
+  cannot be read (truncated, overwritten) is recomputed, with a warning."""
   key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
   if os.path.exists(cache_path):
-    with np.load(cache_path) as cached:
-      if str(cached.get("fingerprint", "")) == key:
-        return {name: cached[name] for name in cached.files if name != "fingerprint"}
+    try:
+      cached = files.read_npz(cache_path, f"the features cache {cache_path}")
+    except ValueError as error:
+      logging.warning("%s; recomputing the features.", error)
+      cached = {}
+    if str(cached.get("fingerprint", "")) == key:
+      return {name: value for name, value in cached.items() if name != "fingerprint"}
   arrays = compute()
   files.save_npz_atomically(cache_path, fingerprint=key, **arrays)
   return arrays
@@ -138,11 +144,23 @@ def experiment_feature_arrays(
 
   if jax.process_count() > 1:  # every process takes part in the gathers: no cache
     return compute()
-  fingerprint = {key: config[key].to_dict() for key in ("dataset", "attack", "features")}
-  fingerprint["layout"] = sorted(FEATURE_FILE_ARRAYS) + ["num_classes"]
+  return cached_arrays(os.path.join(workdir, "features.npz"), cache_key(config), compute)
+
+
+def cache_key(config: ml_collections.ConfigDict) -> dict:
+  """What the cached features are a function of: the data set, attack and features sections
+  (minus the extraction batch size), the array layout, and the content, not the path, of
+  every file the features are computed from (the backbone checkpoint, pre-poisoned files)."""
+  key = {name: config[name].to_dict() for name in ("dataset", "attack", "features")}
+  del key["features"]["batch_size"]  # how fast, not what
+  key["layout"] = sorted(FEATURE_FILE_ARRAYS) + ["num_classes"]
   if config.features.extractor == "backbone":
-    fingerprint["backbone"] = config.backbone.checkpoint
-  return cached_arrays(os.path.join(workdir, "features.npz"), fingerprint, compute)
+    key["backbone"] = files.content_digest(config.backbone.checkpoint)
+  for field in ("train_file", "test_file"):
+    path = config.attack.params.get(field)
+    if config.attack.name == "prepoisoned" and path:
+      key["attack"]["params"][field] = files.content_digest(path)
+  return key
 
 
 def attack_index_arrays(test) -> dict[str, np.ndarray]:

@@ -2,12 +2,14 @@
 
 A reader (the report, a resumed run, a sweep) then sees the previous file or the new one,
 never a torn one, even when the writer is killed mid-write. Also the one checked read of
-an npz file that came from elsewhere (`read_npz`).
+an npz file that came from elsewhere (`read_npz`), and the content digest of a file or a
+directory (`content_digest`) that keys what was computed from it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import zipfile
@@ -18,6 +20,7 @@ from typing import IO, Any
 import numpy as np
 
 __all__ = [
+    "content_digest",
     "open_atomically",
     "read_npz",
     "save_npz_atomically",
@@ -77,3 +80,38 @@ def read_npz(path: str | os.PathLike[str], where: str) -> dict[str, np.ndarray]:
     raise ValueError(
         f"{where} cannot be read as an .npz file ({type(error).__name__}: {error})."
     ) from error
+
+
+def content_digest(path: str | os.PathLike[str]) -> str:
+  """SHA-256 of a file's bytes, or of a directory's files (relative names and contents, in
+  sorted order): what a checkpoint holds, not where it lies, so that a backbone
+  re-pretrained at the same path gets a new digest and a moved one keeps its own."""
+  path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+  if os.path.isfile(path):
+    return _file_digest(path)
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f"{path} does not exist.")
+  digest = hashlib.sha256()
+  for root, dirs, names in os.walk(path):
+    dirs.sort()
+    for name in sorted(names):
+      full = os.path.join(root, name)
+      digest.update(os.path.relpath(full, path).replace(os.sep, "/").encode() + b"\0")
+      digest.update(_file_digest(full).encode())
+  return digest.hexdigest()
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _file_digest(path: str) -> str:
+  """One file's SHA-256, remembered per (path, size, mtime) for the process."""
+  stat = os.stat(path)
+  key = (path, stat.st_size, stat.st_mtime_ns)
+  if key not in _DIGESTS:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+    _DIGESTS[key] = digest.hexdigest()
+  return _DIGESTS[key]

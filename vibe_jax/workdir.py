@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from vibe_jax import files, parallel
+from vibe_jax import files, parallel, variants
 
 __all__ = [
     "EXPERIMENT_FILE",
@@ -40,6 +40,7 @@ __all__ = [
     "open_workdir",
     "record_experiment",
     "recorded_identity",
+    "same_experiment",
 ]
 
 EXPERIMENT_FILE = "experiment.json"
@@ -47,6 +48,7 @@ CONFIG_FILE = "config.json"
 _FORMAT = "vibe_jax.experiment"
 _VERSION = 1
 _REPLACED_PREFIX = "replaced-"
+_CONTENT = "sha256:"  # an identity value that is a file's content digest, not its path
 
 # Dotted config fields (or whole sections) that a rerun may change: they change what is
 # logged, where things are read from or how fast, not the numbers a run computes.
@@ -92,19 +94,55 @@ def _volatile(field: str) -> bool:
   return any(field == v or field.startswith(f"{v}.") for v in VOLATILE_FIELDS)
 
 
-def identity_of(config: ml_collections.ConfigDict | Mapping[str, Any]) -> Identity:
-  """The identity of a config (a ConfigDict, or config.json's dict)."""
+def _content_fields(config: Mapping[str, Any]) -> list[str]:
+  """The path fields whose files the run computes from (the backbone it uses, pre-poisoned
+  files), which the identity holds by content: a backbone re-pretrained at the same path is
+  another experiment, the same one moved elsewhere is not."""
+  fields = []
+  uses_backbone = config["features"]["extractor"] == "backbone" and not config["features"]["file"]
+  if variants.get_variant(config["variant"]).finetune_backbone or uses_backbone:
+    fields.append("backbone.checkpoint")
+  if config["attack"]["name"] == "prepoisoned":
+    fields += ["attack.params.train_file", "attack.params.test_file"]
+  return fields
+
+
+def identity_of(
+    config: ml_collections.ConfigDict | Mapping[str, Any], *, hash_files: bool = True
+) -> Identity:
+  """The identity of a config (a ConfigDict, or config.json's dict). With `hash_files` the
+  files of _content_fields enter as 'sha256:<digest>' of their content instead of paths."""
   if isinstance(config, ml_collections.ConfigDict):
     config = json.loads(config.to_json_best_effort())
   else:
     config = json.loads(json.dumps(config))  # tuples -> lists, as config.json holds them
-  return Identity({k: v for k, v in sorted(_flatten(config).items()) if not _volatile(k)})
+  identity = {k: v for k, v in _flatten(config).items() if not _volatile(k)}
+  if hash_files:
+    for field in _content_fields(config):
+      if identity.get(field):
+        identity[field] = f"{_CONTENT}{files.content_digest(identity[field])}"
+  return Identity(sorted(identity.items()))
+
+
+def same_experiment(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+  """Whether two identities agree, a field held by content on one side only (a config whose
+  files were not hashed, as --mode report's) left out."""
+  return not _differing(recorded, current)
+
+
+def _differing(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+  by_content = lambda value: isinstance(value, str) and value.startswith(_CONTENT)
+  return [
+      name
+      for name in sorted(set(stored) | set(current))
+      if stored.get(name, _MISSING) != current.get(name, _MISSING)
+      and by_content(stored.get(name)) == by_content(current.get(name))
+  ]
 
 
 def describe_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> str:
   """'attack.name 'badnets' -> 'blend', variant 'a' -> 'f'' (at most 6, then a count)."""
-  names = sorted(set(stored) | set(current))
-  changed = [n for n in names if stored.get(n, _MISSING) != current.get(n, _MISSING)]
+  changed = _differing(stored, current)
   shown = [
       f"{n} {_show(stored.get(n, _MISSING))} -> {_show(current.get(n, _MISSING))}"
       for n in changed[:6]
@@ -162,7 +200,7 @@ def _stored_identity(workdir: str) -> tuple[Identity | None, str]:
   )
   legacy = _read_json(path, "resolved config") if trained else None
   if legacy is not None:
-    return identity_of(legacy), path
+    return identity_of(legacy, hash_files=False), path
   return None, ""
 
 
@@ -188,7 +226,7 @@ def check_workdir(
           "first (--mode train) with the same --workdir and --config."
       )
     return current
-  if stored != current:
+  if not same_experiment(stored, current):
     raise WorkdirMismatchError(_mismatch(workdir, source, stored, current))
   return current
 

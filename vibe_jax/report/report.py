@@ -212,11 +212,12 @@ def _check_experiment(workdir: str, stored: dict | None, given: dict | None) -> 
   if recorded is None:
     return
   for name, config in (("--config", given), ("config.json", stored)):
-    if config is not None and workdir_lib.identity_of(config) != recorded:
+    identity = None if config is None else workdir_lib.identity_of(config, hash_files=False)
+    if identity is not None and not workdir_lib.same_experiment(recorded, identity):
       raise workdir_lib.WorkdirMismatchError(
           f"{name} does not describe the experiment of {workdir} (its "
           f"{workdir_lib.EXPERIMENT_FILE}): "
-          + workdir_lib.describe_differences(recorded, workdir_lib.identity_of(config))
+          + workdir_lib.describe_differences(recorded, identity)
           + ("; drop --config, or pass the one the run used." if name == "--config" else ".")
       )
 
