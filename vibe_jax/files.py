@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import zipfile
 import zlib
@@ -21,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "content_digest",
+    "json_safe",
     "open_atomically",
     "read_npz",
     "save_npz_atomically",
@@ -49,10 +51,22 @@ def write_text_atomically(path: str | os.PathLike[str], text: str) -> None:
     f.write(text)
 
 
+def json_safe(payload: Any) -> Any:
+  """`payload` with every non-finite float (NaN, inf) as None, so that json.dumps writes
+  standard JSON (null) instead of the NaN / Infinity tokens other readers reject."""
+  if isinstance(payload, float) and not math.isfinite(payload):
+    return None
+  if isinstance(payload, dict):
+    return {key: json_safe(value) for key, value in payload.items()}
+  if isinstance(payload, (list, tuple)):
+    return [json_safe(value) for value in payload]
+  return payload
+
+
 def write_json_atomically(path: str | os.PathLike[str], payload: Any) -> None:
-  """`payload` as indented JSON."""
+  """`payload` as indented, standard JSON (non-finite numbers as null)."""
   with open_atomically(path) as f:
-    json.dump(payload, f, indent=2)
+    json.dump(json_safe(payload), f, indent=2, allow_nan=False)
 
 
 def save_npz_atomically(path: str | os.PathLike[str], **arrays: Any) -> None:

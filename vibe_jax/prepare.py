@@ -129,6 +129,7 @@ def load_sets(
   if variant.finetune_backbone:
     experiment = experiment_lib.build_experiment(config, lazy_train=per_host)
     train, test = experiment.poisoned_train, experiment.poisoned_test
+    experiment_lib.check_batch_sizes(config, mesh, len(train.labels))
     pipeline = transforms.get_pipeline(config.dataset.name)
     forward = load_backbone(os.path.expanduser(config.backbone.checkpoint))
     extract = lambda images: features_lib.backbone_features(
@@ -155,8 +156,10 @@ def load_sets(
     return training, _eval_sets(arrays, mesh, pipeline.eval)
   if config.features.file:
     arrays = features_lib.read_feature_file(config.features.file)
+    experiment_lib.check_batch_sizes(config, mesh, len(arrays["train_labels"]))
   else:
     experiment = experiment_lib.build_experiment(config, lazy_train=per_host)
+    experiment_lib.check_batch_sizes(config, mesh, len(experiment.poisoned_train.labels))
     arrays = features_lib.experiment_feature_arrays(config, experiment, workdir, mesh)
   given = arrays["train_labels"].astype(np.int32)
   training = TrainingSet(

@@ -65,6 +65,7 @@ def train_and_evaluate(
   """
   experiment_lib.validate_config(config)
   mesh = experiment_lib.setup_devices(config)
+  experiment_lib.check_batch_sizes(config, mesh)
   started = time.time()
   primary = jax.process_index() == 0
   identity = workdir_lib.open_workdir(config, workdir, restart=restart)
@@ -131,6 +132,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   """
   experiment_lib.validate_config(config)
   mesh = experiment_lib.setup_devices(config)
+  experiment_lib.check_batch_sizes(config, mesh)
   identity = workdir_lib.check_workdir(config, workdir, required=True)
   phases = loop.phases(config, get_variant(config.variant).train_mu_y)
   for phase in phases:

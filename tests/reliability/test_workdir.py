@@ -163,3 +163,13 @@ def test_report_refuses_a_config_of_another_experiment(copy):
   (copy / "config.json").write_text(json.dumps(config))
   with pytest.raises(workdir_lib.WorkdirMismatchError, match=r"config\.json .*variant 'a' -> 'f'"):
     report.write_report(str(copy))
+
+
+def test_eval_prints_its_table_when_eval_json_cannot_be_written(copy, monkeypatch, capsys):
+  def full_disk(path, payload):
+    raise OSError(28, "No space left on device", str(path))
+
+  monkeypatch.setattr(run.files, "write_json_atomically", full_disk)
+  with pytest.raises(OSError, match="No space left"):
+    run.evaluate_checkpoint(vibe_only(), str(copy))
+  assert "VIBE (a)" in capsys.readouterr().out

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 
@@ -145,9 +146,36 @@ def run_estep(
   given = parallel.to_host(data.given_labels)[: data.num_valid]
   record = metrics.pseudo_label_diagnostics(host_labels, given, data.true_labels, data.poison_mask)
   record.update(
-      sinkhorn_iterations=int(solver.iterations), sinkhorn_error=float(solver.marginal_error)
+      sinkhorn_iterations=int(solver.iterations),
+      sinkhorn_error=float(solver.marginal_error),
+      sinkhorn_converged=int(solver.converged),  # 1 or 0: a TensorBoard scalar too
   )
   return labels, record
+
+
+def _check_estep(record: dict, phase: Phase, step: int) -> None:
+  """A non-finite Sinkhorn error stops the run (its pseudo-labels mean nothing); one that
+  did not fall below the threshold is a warning (the pseudo-labels are approximate), also
+  in the record's sinkhorn_converged."""
+  settings, error = phase.estep, record["sinkhorn_error"]
+  if not math.isfinite(error):
+    raise FloatingPointError(
+        f"{phase.desc} E-step at iteration {step}: the Sinkhorn marginal error is {error}; "
+        f"lower estep.lam={settings.lam} or vibe.kappa / vibe.nu, or check the features "
+        "for NaN/inf."
+    )
+  if not record["sinkhorn_converged"]:
+    logging.warning(
+        "%s E-step at iteration %d: Sinkhorn did not converge (marginal error %.3g, "
+        "estep.threshold=%g, %d iterations, estep.max_iterations=%d); the pseudo-labels are "
+        "approximate. Raise estep.max_iterations or lower estep.lam.",
+        phase.desc,
+        step,
+        error,
+        settings.threshold,
+        record["sinkhorn_iterations"],
+        settings.max_iterations,
+    )
 
 
 def _format_record(record: dict) -> str:
@@ -233,6 +261,7 @@ def fit(
         current = nnx.merge(graphdef, state.params, state.rest)
         pseudo_labels, record = run_estep(current, data, phase.estep, first=begin == 0)
         log({"step": begin, "kind": "estep", **record})
+        _check_estep(record, phase, begin)
         if on_estep is not None:
           on_estep(begin, current, pseudo_labels)
         bar.write(f"E-step @ {begin}: {_format_record(record)}")

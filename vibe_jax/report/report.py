@@ -164,21 +164,37 @@ def _estep_section(records: list[dict]) -> list[str]:
       ]
       for r in esteps
   ]
-  return [
-      "Percent of the training samples whose pseudo-label equals the true label, of "
-      "the poisoned ones restored to their true label, and of all agreeing with the "
-      "given label.",
-      "",
-  ] + _table(
+  return (
       [
-          "iteration",
-          "pseudo-label = true",
-          "poison restored",
-          "pseudo-label = given",
-          "Sinkhorn iterations",
-      ],
-      rows,
+          "Percent of the training samples whose pseudo-label equals the true label, of "
+          "the poisoned ones restored to their true label, and of all agreeing with the "
+          "given label.",
+          "",
+      ]
+      + _table(
+          [
+              "iteration",
+              "pseudo-label = true",
+              "poison restored",
+              "pseudo-label = given",
+              "Sinkhorn iterations",
+          ],
+          rows,
+      )
+      + _not_converged(esteps)
   )
+
+
+def _not_converged(esteps: list[dict]) -> list[str]:
+  """A note on the E-steps whose Sinkhorn did not converge (approximate pseudo-labels)."""
+  late = [str(r["step"]) for r in esteps if r.get("sinkhorn_converged") == 0]
+  if not late:
+    return []
+  return [
+      "",
+      f"Sinkhorn did not converge at the E-step(s) of iteration(s) {', '.join(late)} "
+      "(marginal error above estep.threshold): their pseudo-labels are approximate.",
+  ]
 
 
 def _plot_or_note(

@@ -1,7 +1,8 @@
 """Metric records to JSON lines and TensorBoard event files, from process 0 only.
 
 Each record is a dict {"step": int, "kind": "train" | "estep" | "eval", <name>: value, ...}
-that `loop.fit` emits. log.jsonl keeps every record verbatim (the report reads it back);
+that `loop.fit` emits. log.jsonl keeps every record verbatim (the report reads it back),
+as standard JSON: a non-finite value is written as null, not as NaN or Infinity;
 TensorBoard receives each numeric value as the scalar `<kind>/<name>` at `step`, one
 event directory per phase (workdir/tensorboard/<phase>), so baseline and VIBE curves of
 the same tag overlay in one chart.
@@ -26,6 +27,8 @@ from types import ModuleType
 from typing import Callable
 
 import jax
+
+from vibe_jax import files
 
 __all__ = ["MetricWriter", "read_log", "scalars_of"]
 
@@ -89,7 +92,8 @@ class MetricWriter:
   def write(self, phase: str, record: dict) -> None:
     if not self._primary:
       return
-    self._jsonl.write(json.dumps({"phase": phase, **record}) + "\n")
+    line = json.dumps(files.json_safe({"phase": phase, **record}), allow_nan=False)
+    self._jsonl.write(line + "\n")
     self._jsonl.flush()
     if self._tensorboard:
       self._write_scalars(phase, int(record["step"]), scalars_of(record))

@@ -134,7 +134,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   ) as log_file:
 
     def log(record: dict) -> None:
-      log_file.write(json.dumps(record) + "\n")
+      log_file.write(json.dumps(files.json_safe(record), allow_nan=False) + "\n")
       log_file.flush()
 
     model, history = method.fit(
