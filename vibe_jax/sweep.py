@@ -26,8 +26,9 @@ import shlex
 import subprocess
 import sys
 import time
+from typing import NoReturn
 
-from vibe_jax import files
+from vibe_jax import errors, files
 from vibe_jax.variants import get_variant
 
 __all__ = [
@@ -243,9 +244,25 @@ def write_tables(runs: list[SweepRun], variants: list[str], workdir: str) -> tup
   return md_path, csv_path
 
 
+PROGRAM = "python -m vibe_jax.sweep"
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+  """argparse with its errors as one line and exit code 2 (without the usage block)."""
+
+  def error(self, message: str) -> NoReturn:
+    errors.exit_with_user_error(self.prog, f"{message} (see --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-      prog="python -m vibe_jax.sweep",
+  """The command line; a user error is one line and exit code 2 (VIBE_JAX_TRACEBACK=1 adds
+  the traceback), a failed run is exit code 1."""
+  return errors.run_reporting_user_errors(PROGRAM, lambda: _main(argv), verbosity_flag=False)
+
+
+def _main(argv: list[str] | None) -> int:
+  parser = _ArgumentParser(
+      prog=PROGRAM,
       description=__doc__.split("\n\n")[0],
       formatter_class=argparse.RawDescriptionHelpFormatter,
   )

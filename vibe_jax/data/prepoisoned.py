@@ -26,7 +26,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from vibe_jax import files
+from vibe_jax import errors, files
 
 _IMAGE_DIRS = ("imgs", "data")
 _ARRAY_SUFFIXES = (".npy", "", ".pt")
@@ -99,7 +99,7 @@ def poison_indices_from(stored: np.ndarray, num_samples: int, where: str) -> np.
 def _require(npz: dict[str, np.ndarray], keys: tuple[str, ...], path: str) -> None:
   missing = [k for k in keys if k not in npz]
   if missing:
-    raise KeyError(f"{path} lacks arrays {missing}; it has {sorted(npz)}.")
+    raise errors.MissingArraysError(f"{path} lacks arrays {missing}; it has {sorted(npz)}.")
 
 
 def _images(data: np.ndarray, where: str) -> np.ndarray:
