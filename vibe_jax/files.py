@@ -9,6 +9,7 @@ directory (`content_digest`) that keys what was computed from it.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import math
@@ -23,6 +24,7 @@ import numpy as np
 __all__ = [
     "content_digest",
     "json_safe",
+    "move_contents_aside",
     "open_atomically",
     "read_npz",
     "save_npz_atomically",
@@ -129,3 +131,23 @@ def _file_digest(path: str) -> str:
         digest.update(block)
     _DIGESTS[key] = digest.hexdigest()
   return _DIGESTS[key]
+
+
+def move_contents_aside(directory: str | os.PathLike[str], prefix: str = "replaced-") -> str | None:
+  """Moves everything in `directory` (but earlier `prefix`* folders) into a new folder
+  directory/<prefix><time>/ and returns its path (None when there was nothing): starting
+  over without deleting anything."""
+  directory = os.fspath(directory)
+  if not os.path.isdir(directory):
+    return None
+  names = [name for name in os.listdir(directory) if not name.startswith(prefix)]
+  if not names:
+    return None
+  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+  aside, count = os.path.join(directory, f"{prefix}{stamp}"), 1
+  while os.path.exists(aside):
+    aside, count = os.path.join(directory, f"{prefix}{stamp}-{count}"), count + 1
+  os.makedirs(aside)
+  for name in names:
+    os.rename(os.path.join(directory, name), os.path.join(aside, name))
+  return aside

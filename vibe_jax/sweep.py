@@ -6,8 +6,9 @@
 
 Each run is `python main.py --config PATH:VARIANT --workdir DIR/<config>_<variant> OVERRIDES`
 in a subprocess (a crash or a leak in one run cannot take the others down), with its output
-in <run>/run.log. A run whose results.json exists is skipped, so an interrupted sweep
-resumes where it stopped. DIR/sweep.md and DIR/sweep.csv hold the table: one row per config
+in <run>/run.log. A run whose results.json exists for the same overrides (stored in
+<run>/sweep_overrides.json) is skipped, so an interrupted sweep resumes where it stopped;
+one run with other overrides starts over, its old contents moved to <run>/replaced-<time>/. DIR/sweep.md and DIR/sweep.csv hold the table: one row per config
 (attack), ACC / ASR / RA of the baseline and of VIBE for each variant.
 
 The command line is parsed here (argparse) rather than in main.py because a sweep is a
@@ -44,6 +45,7 @@ __all__ = [
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "main.py")
 METRICS = ("acc", "asr", "ra")
+OVERRIDES_FILE = "sweep_overrides.json"  # the overrides a pair's workdir was run with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,14 +110,25 @@ def plan(config_paths: list[str], variants: list[str], workdir: str) -> list[Swe
 
 
 def run_all(runs: list[SweepRun], overrides: list[str], log=print) -> list[SweepRun]:
-  """Runs each pair without results.json; returns the runs that failed."""
+  """Runs each pair that has no results.json for these overrides; returns the runs that
+  failed. A pair run before with other overrides (or of unknown ones) starts over: what its
+  workdir held is moved to <workdir>/replaced-<time>/ (nothing deleted)."""
   failed = []
   for index, run in enumerate(runs, 1):
     prefix = f"[{index}/{len(runs)}] {run.name}:{run.variant}"
-    if os.path.exists(run.results_path):
+    stored = _stored_overrides(run)
+    if stored == overrides and os.path.exists(run.results_path):
       log(f"{prefix} skipped: {run.results_path} exists")
       continue
+    if stored != overrides and os.path.isdir(run.workdir) and os.listdir(run.workdir):
+      moved = files.move_contents_aside(run.workdir)
+      previous = "unknown overrides" if stored is None else f"overrides {shlex.join(stored)!r}"
+      log(f"{prefix}: ran before with {previous}; starting over (moved to {moved})")
     os.makedirs(run.workdir, exist_ok=True)
+    files.write_json_atomically(
+        os.path.join(run.workdir, OVERRIDES_FILE),
+        {"config": f"{run.config_path}:{run.variant}", "overrides": overrides},
+    )
     log(f"{prefix} running in {run.workdir} ...")
     started = time.time()
     with open(os.path.join(run.workdir, "run.log"), "a") as output:
@@ -137,6 +150,17 @@ def run_all(runs: list[SweepRun], overrides: list[str], log=print) -> list[Sweep
         + ", ".join(f"{m.upper()} {100 * vibe[m]:.1f}" for m in METRICS)
     )
   return failed
+
+
+def _stored_overrides(run: SweepRun) -> list[str] | None:
+  """The overrides the pair's workdir was last run with (None: not recorded, or unreadable)."""
+  path = os.path.join(run.workdir, OVERRIDES_FILE)
+  try:
+    with open(path) as f:
+      stored = json.load(f).get("overrides")
+  except (OSError, ValueError, AttributeError):
+    return None
+  return stored if isinstance(stored, list) else None
 
 
 def _tail(path: str, lines: int = 15) -> str:

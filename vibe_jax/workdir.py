@@ -17,7 +17,6 @@ validated and the data prepared; checkpoints carry the identity's fingerprint to
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -239,7 +238,7 @@ def open_workdir(
   Returns the identity for `record_experiment`."""
   if restart:
     if jax.process_index() == 0:
-      moved = _move_contents_aside(workdir)
+      moved = files.move_contents_aside(workdir, _REPLACED_PREFIX)
       if moved:
         print(f"--restart: moved the previous contents of {workdir} to {moved}")
     parallel.sync("vibe_jax workdir restart")
@@ -247,22 +246,6 @@ def open_workdir(
     return check_workdir(config, workdir, required=False)
   os.makedirs(workdir, exist_ok=True)
   return identity_of(config)
-
-
-def _move_contents_aside(workdir: str) -> str | None:
-  if not os.path.isdir(workdir):
-    return None
-  names = [n for n in os.listdir(workdir) if not n.startswith(_REPLACED_PREFIX)]
-  if not names:
-    return None
-  stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-  aside, count = os.path.join(workdir, f"{_REPLACED_PREFIX}{stamp}"), 1
-  while os.path.exists(aside):
-    aside, count = os.path.join(workdir, f"{_REPLACED_PREFIX}{stamp}-{count}"), count + 1
-  os.makedirs(aside)
-  for name in names:
-    os.rename(os.path.join(workdir, name), os.path.join(aside, name))
-  return aside
 
 
 def record_experiment(config: ml_collections.ConfigDict, workdir: str, identity: Identity) -> None:
