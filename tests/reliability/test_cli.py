@@ -112,6 +112,7 @@ def test_a_bug_keeps_its_traceback(tmp_path):
         (["--configs", "configs/digits_badnets.py", "--variants", "zz"], "Unknown variant 'zz'"),
         (["--variants", "a"], "the following arguments are required: --configs"),
     ],
+    ids=["no-match", "bad-variant", "no-configs"],
 )
 def test_sweep_user_errors_are_one_line(tmp_path, args, expected):
   line = one_line_error(cli("-m", "vibe_jax.sweep", f"--workdir={tmp_path}", *args))

@@ -152,6 +152,7 @@ CLEAN = (np.zeros((30, *SHAPE), np.uint8), np.arange(30) % 3)
         (-1, r"labels\[5\] = -1 is not"),
         (2**40, r"labels\[5\] = 1099511627776 is not"),  # not wrapped to int32
     ],
+    ids=["3", "-1", "2**40"],
 )
 def test_prepoisoned_train_labels_out_of_range(tmp_path, value, expected):
   labels = (np.arange(30) % 3).astype(np.int64)

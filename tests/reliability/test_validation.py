@@ -84,6 +84,7 @@ def test_numeric_field_checked_before_any_data(no_data, tmp_path, field, value, 
             r"features\.file='/nonexistent/f\.npz' does not exist",
         ),
     ],
+    ids=["ss_a-unset", "ss_f-missing", "extractor-unset", "features-file-missing"],
 )
 def test_missing_files_named_before_any_data(no_data, tmp_path, arg, fields, error, message):
   with pytest.raises(error, match=message):

@@ -57,6 +57,7 @@ def snapshot(workdir):
         ("a,runlocal", "badnets", {"train.steps": 20}, r"train\.steps 40 -> 20"),
         ("a,runlocal", "badnets", {"attack.rate": 0.2}, r"attack\.rate 0\.1 -> 0\.2"),
     ],
+    ids=["blend", "variant-f", "steps-20", "rate-0.2"],
 )
 def test_rerun_of_another_experiment_is_refused(copy, arg, attack, fields, differing):
   before = snapshot(copy)
