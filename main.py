@@ -3,7 +3,8 @@
 python main.py --config configs/digits_badnets.py --workdir /tmp/digits_badnets
 python main.py --config configs/digits_badnets.py:f --config.train.steps=500 --workdir DIR
 python main.py --config configs/digits_badnets.py --mode pretrain --workdir DIR  # SimCLR
-python main.py --config configs/digits_badnets.py --config.ssl.method=all4one --mode pretrain --workdir DIR
+python main.py --config configs/digits_badnets.py --config.ssl.method=all4one --mode pretrain \
+    --workdir DIR
 python main.py --mode report --workdir DIR      # plots + report.md, even of an unfinished run
 python main.py --config configs/digits_blend.py --workdir DIR --restart  # DIR held another run
 

@@ -8,8 +8,9 @@ Each run is `python main.py --config PATH:VARIANT --workdir DIR/<config>_<varian
 in a subprocess (a crash or a leak in one run cannot take the others down), with its output
 in <run>/run.log. A run whose results.json exists for the same overrides (stored in
 <run>/sweep_overrides.json) is skipped, so an interrupted sweep resumes where it stopped;
-one run with other overrides starts over, its old contents moved to <run>/replaced-<time>/. DIR/sweep.md and DIR/sweep.csv hold the table: one row per config
-(attack), ACC / ASR / RA of the baseline and of VIBE for each variant.
+one run with other overrides starts over, its old contents moved to <run>/replaced-<time>/.
+DIR/sweep.md and DIR/sweep.csv hold the table: one row per config (attack), ACC / ASR / RA
+of the baseline and of VIBE for each variant.
 
 The command line is parsed here (argparse) rather than in main.py because a sweep is a
 driver of main.py, not a mode of it; the functions below take explicit arguments.
