@@ -4,9 +4,11 @@ import shutil
 import sys
 import tempfile
 
-# Tests run on the CPU whatever the machine has; configs import as `configs.*`.
+# Tests run on the CPU whatever the machine has. The repository root goes on sys.path for
+# `configs.*`, `vibe_jax.*` and `main`, tests/ for the shared `helpers.*`.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.dirname(_TESTS), _TESTS]
 
 # One XLA compilation cache for the whole session: many tests build the same programs (the
 # same digits shapes under another attack, one data set's configs), and a test's

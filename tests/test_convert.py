@@ -30,7 +30,7 @@ def torch() -> Any:
 
 def _torch_model(arch: str, stem: str, width: int = 64, *, seed: int = 0, with_fc: bool = False):
   import torch
-  from torch_resnet_reference import TorchResNet, randomise_batch_norms
+  from helpers.torch_resnet_reference import TorchResNet, randomise_batch_norms
 
   torch.manual_seed(seed)
   model = TorchResNet(arch, stem=stem, width=width, with_fc=with_fc)

@@ -13,7 +13,7 @@ import pytest
 
 from helpers.processes import cpu_environment, run_processes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 HELPER = os.path.join(ROOT, "tests", "helpers", "run_digits.py")
 SMALL = [
     "--config.train.steps=300",

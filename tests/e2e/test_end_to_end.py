@@ -10,7 +10,7 @@ import pytest
 from configs import cifar10_badnets, digits_badnets, digits_blend, digits_bn_all2all, digits_wanet
 from vibe_jax import run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 
 # (config module, variant, baseline ASR at least, VIBE ASR at most, VIBE ACC at least)
 THRESHOLDS = [

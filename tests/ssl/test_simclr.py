@@ -22,7 +22,7 @@ from vibe_jax.data import transforms
 from vibe_jax.models import ResNet, build_backbone, load_backbone, load_backbone_model
 from vibe_jax.ssl import augment, knn_eval, pretrain, simclr, training
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 # Only the flip: crop scale and ratio 1 make the crop the identity.
 FLIP_ONLY = augment.AugmentConfig(
     crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter_prob=0.0, grayscale_prob=0.0, flip_prob=1.0

@@ -16,7 +16,7 @@ from configs import digits_badnets
 from vibe_jax import run, sweep
 from vibe_jax.report import plots, report, snapshots, writers
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("loss.png", "estep.png", "eval.png", "features.png", "confusion.png")
 TINY = {"train.steps": 100, "baseline.steps": 100, "estep.period": 50, "train.log_every": 25}
