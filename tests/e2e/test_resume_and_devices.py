@@ -237,37 +237,3 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
   for name in ("baseline", "vibe"):
     for metric in ("acc", "asr", "ra"):
       assert evaluated[name][metric] == stored[name][metric]
-
-
-@pytest.mark.slow
-def test_checkpoint_that_does_not_fit_is_a_clear_error(tmp_path):
-  from flax import nnx
-
-  from vibe_jax.checkpoint import save_backbone
-  from vibe_jax.models import backbone_config, build_backbone
-
-  workdir = tmp_path / "run"
-  common = [
-      "--config",
-      "configs/digits_badnets.py",
-      f"--workdir={workdir}",
-      "--config.train.steps=20",
-      "--config.baseline.enabled=False",
-      "--config.estep.period=10",
-  ]
-  assert main_py(*common).returncode == 0
-  backbone = tmp_path / "backbone"
-  save_backbone(
-      backbone,
-      backbone_config("resnet18", "cifar", 4),
-      nnx.state(build_backbone("resnet18", "cifar", 4)),
-  )
-  done = main_py(
-      *common,
-      "--mode=eval",
-      "--config.features.extractor=backbone",
-      f"--config.backbone.checkpoint={backbone}",
-  )
-  assert done.returncode != 0
-  assert "does not fit the model this config builds" in done.stderr
-  assert "params.head.mu_z.value: checkpoint (10, 3072) vs config (10, 32)" in done.stderr
