@@ -1,10 +1,12 @@
 """The experiment configs: the reference's experiments exist, every variant of every config
-builds, each digits config builds its attack (e2e/test_configs.py runs them all)."""
+builds, each digits config builds its attack, pretraining is a mode (e2e/test_configs.py
+runs them all)."""
 
 import importlib
 
 import pytest
 
+from configs import digits_badnets
 from helpers.attacks import NEW_ATTACKS, SHAPE
 from helpers.configs import CONFIGS
 from vibe_jax.data.attacks import make_attack
@@ -58,3 +60,13 @@ def test_digits_configs_build(name, variant):
       seed=config.attack.seed,
       params=config.attack.params.to_dict(),
   )
+
+
+def test_pretraining_is_a_mode_of_every_digits_config_not_a_variant():
+  from configs import digits_blend
+
+  config = digits_blend.get_config("ss_f")
+  assert config.attack.name == "blend"
+  assert config.ssl.to_dict() == digits_badnets.get_config().ssl.to_dict()
+  with pytest.raises(ValueError, match="--mode pretrain"):
+    digits_badnets.get_config("ssl")

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from helpers import ROOT
+from helpers.cli import run_main
 from vibe_jax import convert
 from vibe_jax.models import StateMismatchError, load_backbone, load_backbone_model
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 FEATURE_ATOL = 1e-4
 
 
@@ -149,29 +150,22 @@ def test_moco_ckpt_resnet50_imagenet(torch, tmp_path: pathlib.Path) -> None:
   _assert_same_features(model, tmp_path / "backbone", size=32)
 
 
-def test_plain_state_dict_resnet18_imagenet_via_cli(torch, tmp_path: pathlib.Path) -> None:
+def test_plain_state_dict_resnet18_imagenet_via_cli(torch, tmp_path: pathlib.Path, capsys) -> None:
   model = _torch_model("resnet18", "imagenet", with_fc=True)
   torch.save(model.state_dict(), tmp_path / "resnet18.pth")
 
-  result = subprocess.run(
-      [
-          sys.executable,
-          str(REPO_ROOT / "convert_torch_ckpt.py"),
-          f"--input={tmp_path / 'resnet18.pth'}",
-          f"--output={tmp_path / 'backbone'}",
-          "--arch=resnet18",
-          "--stem=imagenet",
-          "--width=64",
-      ],
-      cwd=REPO_ROOT,
-      capture_output=True,
-      text=True,
-      timeout=300,
+  run_main(
+      f"--input={tmp_path / 'resnet18.pth'}",
+      f"--output={tmp_path / 'backbone'}",
+      "--arch=resnet18",
+      "--stem=imagenet",
+      "--width=64",
+      program="convert_torch_ckpt",
   )
 
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "dropped 22 keys" in result.stdout  # fc.weight, fc.bias, 20 num_batches_tracked
-  assert "  fc.weight\n" in result.stdout
+  out = capsys.readouterr().out
+  assert "dropped 22 keys" in out  # fc.weight, fc.bias, 20 num_batches_tracked
+  assert "  fc.weight\n" in out
   _assert_same_features(model, tmp_path / "backbone", size=64)
 
 
@@ -334,7 +328,7 @@ def test_vibe_jax_import_path_does_not_import_torch() -> None:
       "assert not loaded, loaded\n"
   )
   result = subprocess.run(
-      [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+      [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
   )
   assert result.returncode == 0, result.stderr[-3000:]
 
