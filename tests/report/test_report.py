@@ -9,7 +9,6 @@ import struct
 import numpy as np
 import pytest
 
-from configs import digits_badnets
 from helpers.cli import run_main
 from helpers.configs import tiny_config
 from vibe_jax import run
@@ -191,34 +190,3 @@ def test_report_of_an_empty_workdir_says_what_is_missing(tmp_path):
 def test_umap_without_umap_is_a_clear_error(tmp_path):
   with pytest.raises(ImportError, match="umap-learn"):
     report.write_report(str(tmp_path), projection="umap")
-
-
-@pytest.mark.slow
-def test_snapshots_of_a_fine_tuned_backbone(tmp_path):
-  """ss_a: the snapshot holds eval-mode backbone features (width-4 ResNet-18: D = 32)."""
-  from flax import nnx
-
-  from vibe_jax.checkpoint import save_backbone
-  from vibe_jax.models import backbone_config, build_backbone
-
-  save_backbone(
-      tmp_path / "backbone",
-      backbone_config("resnet18", "cifar", 4),
-      nnx.state(build_backbone("resnet18", "cifar", 4)),
-  )
-  config = digits_badnets.get_config("ss_a")
-  config.backbone.checkpoint = str(tmp_path / "backbone")
-  config.baseline.enabled = False
-  config.train.steps, config.estep.period, config.train.batch_size = 20, 10, 64
-  workdir = tmp_path / "run"
-  run.train_and_evaluate(config, str(workdir))
-  found = snapshots.load_snapshots(str(workdir / "snapshots"))
-  assert [int(s["step"]) for s in found] == [0, 10]
-  esteps = {r["step"]: r for r in records_of(workdir) if r["kind"] == "estep"}
-  for snapshot in found:
-    assert snapshot["features"].shape[1] == snapshot["mu_z"].shape[1] == 32
-    assert np.mean(snapshot["pseudo_labels"] == snapshot["true_labels"]) == pytest.approx(
-        esteps[int(snapshot["step"])]["agree_true"]
-    )
-  assert not np.array_equal(found[0]["features"], found[1]["features"])  # fine-tuned
-  assert (workdir / "plots" / "features.png").read_bytes().startswith(PNG_SIGNATURE)
