@@ -67,7 +67,7 @@ def ours_block(features, true, given, centroids, prior_logits, period: int) -> d
       mu_z=centroids,
       mu_y=centroids,
   )
-  head.prior_logits.value = jax.numpy.asarray(prior_logits)
+  head.prior_logits[...] = jax.numpy.asarray(prior_logits)
   mesh = parallel.make_mesh(1)
   data = shard_training_data(features, given, true, np.zeros(len(given), bool), mesh)
   graphdef, params, rest = nnx.split(VibeModel(head), nnx.Param, ...)

@@ -94,7 +94,7 @@ class OursTrainer:
         mu_z=centroids,
         mu_y=centroids,
     )
-    head.prior_logits.value = jnp.asarray(rng.standard_normal(num_classes), jnp.float32)
+    head.prior_logits[...] = jnp.asarray(rng.standard_normal(num_classes), jnp.float32)
     model = VibeModel(head, backbone)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     optimizer = mstep.make_optimizer(_optimizer_config(), params)

@@ -176,6 +176,7 @@ def set_runlocal(config: ml_collections.ConfigDict) -> None:
   config.baseline.update({"steps": 40, "batch_size": 64, "log_every": 10, "eval_every": 20})
   config.estep.period = 20
   config.checkpoint.every = 20
+  config.filter.num_neighbors = 10  # the Leiden filter's kNN graph: ~4x faster than 50
   config.backbone.width = 4
   config.ssl.update({"steps": 4, "batch_size": 32, "warmup_steps": 1, "log_every": 2})
   config.ssl.update({"projector_hidden_dim": 32, "projector_output_dim": 16})

@@ -4,9 +4,14 @@ import shutil
 import sys
 import tempfile
 
-# Tests run on the CPU whatever the machine has; configs import as `configs.*`.
+# Tests run on the CPU whatever the machine has. The repository root goes first on sys.path
+# for `configs.*`, `vibe_jax.*` and `main`; tests/ last, for the shared `helpers.*` (last, so
+# that a folder mirroring vibe_jax never shadows a module; the one for vibe_jax/ssl is ssl_
+# since `python -m pytest` run inside tests/ puts tests/ first, and the ssl module with it).
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(_TESTS))
+sys.path.append(_TESTS)
 
 # One XLA compilation cache for the whole session: many tests build the same programs (the
 # same digits shapes under another attack, one data set's configs), and a test's

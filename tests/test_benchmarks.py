@@ -39,7 +39,7 @@ def test_torch_head_has_vibe_head_formulas(likelihood):
       mu_z=mu_z,
       mu_y=mu_y,
   )
-  head.prior_logits.value = jnp.asarray(prior_logits)
+  head.prior_logits[...] = jnp.asarray(prior_logits)
   torch_head = mstep_bench.torch_head(
       num_classes, dim, likelihood, mu_z=mu_z, mu_y=mu_y, prior_logits=prior_logits
   )

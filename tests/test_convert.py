@@ -16,10 +16,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from vibe_jax import convert
+from helpers import ROOT
+from helpers.cli import run_main
+from helpers.configs import tiny_config
+from vibe_jax import convert, run
+from vibe_jax.data import datasets
 from vibe_jax.models import StateMismatchError, load_backbone, load_backbone_model
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 FEATURE_ATOL = 1e-4
 
 
@@ -30,7 +33,7 @@ def torch() -> Any:
 
 def _torch_model(arch: str, stem: str, width: int = 64, *, seed: int = 0, with_fc: bool = False):
   import torch
-  from torch_resnet_reference import TorchResNet, randomise_batch_norms
+  from helpers.torch_resnet_reference import TorchResNet, randomise_batch_norms
 
   torch.manual_seed(seed)
   model = TorchResNet(arch, stem=stem, width=width, with_fc=with_fc)
@@ -149,29 +152,22 @@ def test_moco_ckpt_resnet50_imagenet(torch, tmp_path: pathlib.Path) -> None:
   _assert_same_features(model, tmp_path / "backbone", size=32)
 
 
-def test_plain_state_dict_resnet18_imagenet_via_cli(torch, tmp_path: pathlib.Path) -> None:
+def test_plain_state_dict_resnet18_imagenet_via_cli(torch, tmp_path: pathlib.Path, capsys) -> None:
   model = _torch_model("resnet18", "imagenet", with_fc=True)
   torch.save(model.state_dict(), tmp_path / "resnet18.pth")
 
-  result = subprocess.run(
-      [
-          sys.executable,
-          str(REPO_ROOT / "convert_torch_ckpt.py"),
-          f"--input={tmp_path / 'resnet18.pth'}",
-          f"--output={tmp_path / 'backbone'}",
-          "--arch=resnet18",
-          "--stem=imagenet",
-          "--width=64",
-      ],
-      cwd=REPO_ROOT,
-      capture_output=True,
-      text=True,
-      timeout=300,
+  run_main(
+      f"--input={tmp_path / 'resnet18.pth'}",
+      f"--output={tmp_path / 'backbone'}",
+      "--arch=resnet18",
+      "--stem=imagenet",
+      "--width=64",
+      program="convert_torch_ckpt",
   )
 
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "dropped 22 keys" in result.stdout  # fc.weight, fc.bias, 20 num_batches_tracked
-  assert "  fc.weight\n" in result.stdout
+  out = capsys.readouterr().out
+  assert "dropped 22 keys" in out  # fc.weight, fc.bias, 20 num_batches_tracked
+  assert "  fc.weight\n" in out
   _assert_same_features(model, tmp_path / "backbone", size=64)
 
 
@@ -334,7 +330,7 @@ def test_vibe_jax_import_path_does_not_import_torch() -> None:
       "assert not loaded, loaded\n"
   )
   result = subprocess.run(
-      [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+      [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
   )
   assert result.returncode == 0, result.stderr[-3000:]
 
@@ -365,36 +361,27 @@ def test_backbone_prefix_per_layout(backbone_prefix: str, other_keys: list[str])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["ss_f", "fm_a"])
-def test_converted_backbone_drives_vibe_on_digits(torch, tmp_path: pathlib.Path, variant) -> None:
-  """A solo-learn CIFAR-stem ResNet-18 (narrow, for speed), converted, then used by VIBE:
-  fine-tuned inside EM (ss_f) or as a frozen extractor (fm_a)."""
-  import importlib
-
-  from vibe_jax import run
-
+def test_converted_backbone_drives_vibe_on_digits(torch, tmp_path: pathlib.Path) -> None:
+  """A solo-learn CIFAR-stem ResNet-18 (narrow, for speed), converted, then VIBE's frozen
+  extractor (fm_a): the run's features are PyTorch's, L2-normalised. (Fine-tuning a
+  converted backbone starts from load_backbone_model, test_train_mode_matches_pytorch; an
+  SS-F run: e2e/test_pretrain_pipeline.py.)"""
   model = _torch_model("resnet18", "cifar", width=8)
   _save_solo_learn_ckpt(torch, model, tmp_path / "all4one.ckpt")
   convert.convert_torch_checkpoint(
       tmp_path / "all4one.ckpt", tmp_path / "backbone", arch="resnet18", stem="cifar", width=8
   )
-  config = importlib.import_module("configs.digits_badnets").get_config(variant)
-  config.backbone.checkpoint = str(tmp_path / "backbone")
-  config.features.extractor = "backbone"
-  config.filter.leiden = "off"
-  steps = 6 if variant.startswith("ss") else 300
-  config.train.update({"steps": steps, "batch_size": 64, "eval_every": steps})
-  config.estep.period = steps // 2
-  config.baseline.steps = steps
+  config = tiny_config(
+      "digits_badnets",
+      "fm_a",
+      {"backbone.checkpoint": str(tmp_path / "backbone"), "features.extractor": "backbone"},
+  )
   results = run.train_and_evaluate(config, str(tmp_path / "work"))
   for model_name in ("baseline", "vibe"):
     assert all(0.0 <= results[model_name][m] <= 1.0 for m in ("acc", "asr", "ra"))
-  if variant == "fm_a":  # the run's frozen features are PyTorch's, L2-normalised
-    from vibe_jax.data import datasets
-
-    test_images = datasets.load_dataset("digits", seed=config.dataset.split_seed).test_images
-    inputs = (test_images.astype(np.float32) / 255.0 - 0.5) / 0.5  # digits: mean = std = 0.5
-    expected = _torch_features(model, inputs)
-    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-    with np.load(tmp_path / "work" / "features.npz") as cached:
-      np.testing.assert_allclose(cached["test_features"], expected, rtol=0, atol=1e-4)
+  test_images = datasets.load_dataset("digits", seed=config.dataset.split_seed).test_images
+  inputs = (test_images.astype(np.float32) / 255.0 - 0.5) / 0.5  # digits: mean = std = 0.5
+  expected = _torch_features(model, inputs)
+  expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+  with np.load(tmp_path / "work" / "features.npz") as cached:
+    np.testing.assert_allclose(cached["test_features"], expected, rtol=0, atol=1e-4)

@@ -1,4 +1,7 @@
+"""ACC / ASR / RA, per attack, and the E-step's pseudo-label diagnostics."""
+
 import numpy as np
+import pytest
 
 from vibe_jax import metrics
 
@@ -22,3 +25,24 @@ def test_pseudo_label_diagnostics():
       poison_mask=np.array([True, False, False, True]),
   )
   assert result == {"agree_given": 0.75, "agree_true": 0.75, "poison_restored": 0.5}
+
+
+def test_asr_counts_the_class_whose_trigger_an_image_carries():
+  true = np.array([1, 2, 3, 4])
+  wanted = np.array([5, 6, 7, 8])
+  predicted = np.array([5, 6, 3, 0])
+  result = metrics.defense_metrics(true, true, predicted, true, wanted)
+  assert result["asr"] == 0.5 and result["ra"] == 0.25
+
+
+def test_per_attack_metrics_against_a_loop():
+  rng = np.random.default_rng(0)
+  index = rng.integers(0, 3, 90)
+  wanted, true = index.copy(), (index + 1 + rng.integers(0, 8, 90)) % 10
+  predicted = np.where(rng.random(90) < 0.6, wanted, true)
+  names = ("badnets", "blend", "wanet")
+  got = metrics.per_attack_metrics(predicted, true, wanted, index, names)
+  for k, name in enumerate(names):
+    rows = [i for i in range(90) if index[i] == k]
+    assert got[f"asr/{name}"] == pytest.approx(np.mean([predicted[i] == wanted[i] for i in rows]))
+    assert got[f"ra/{name}"] == pytest.approx(np.mean([predicted[i] == true[i] for i in rows]))

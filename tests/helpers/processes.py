@@ -7,17 +7,14 @@ import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from helpers import ROOT
 
 
 def cpu_environment(devices: int, env: dict | None = None) -> dict:
-  """The environment of a JAX process on `devices` virtual CPU devices."""
-  return {
-      **os.environ,
-      "JAX_PLATFORMS": "cpu",
-      "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-      **(env or {}),
-  }
+  """The environment of a JAX process on `devices` virtual CPU devices (and this process's
+  other XLA flags)."""
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+  return {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags.strip(), **(env or {})}
 
 
 def free_port() -> int:

@@ -1,35 +1,44 @@
-"""Runs a small digits experiment in its own process (device count, multi-host, kill tests).
+"""Runs small digits experiments in a process of their own (multi-host jobs, kill tests).
 
-  python tests/helpers/run_digits.py WORKDIR [--variant=NAME] [--config.field=value ...]
+  python tests/helpers/run_digits.py RUNS [--config.FIELD=VALUE ...]
 
-Prints one JSON line with the results, the E-step diagnostics and losses of log.jsonl.
+RUNS: a JSON list of {"workdir": DIR, "variant": "f", "overrides": {"train.steps": 10, ...}},
+each run on helpers.configs.tiny_config('digits_badnets', variant, overrides) and the
+command line's --config.* flags (helpers.processes.run_processes adds the parallel ones). Process 0
+prints one line per run: RESULT {"results": ..., "log": [the records of log.jsonl]}. With
+RECORD_TRAINING_ROWS=PREFIX, run i appends the digits training rows each of its reads
+loaded to PREFIX.i.npy (one array per read), so a test can see which rows a process read.
 """
 
+import dataclasses
 import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(TESTS))
+sys.path.append(TESTS)  # last: tests/ holds folders named like modules
 
-from configs import digits_badnets  # noqa: E402
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from helpers.configs import set_fields, tiny_config  # noqa: E402
 from vibe_jax import experiment, run  # noqa: E402
+from vibe_jax.data import datasets  # noqa: E402
+from vibe_jax.data.rows import Rows  # noqa: E402
+
+_recording = {"path": None}
 
 
-def record_training_rows(path):
-  """Makes every read of the digits training images append the row indices it read to
-  `path` (one .npy per read), so a test can see which rows each process loaded."""
-  import dataclasses
-
-  import numpy as np
-
-  from vibe_jax.data import datasets
-  from vibe_jax.data.rows import Rows
-
+def record_training_rows() -> None:
+  """Makes every load of the digits set record the training rows that are then read."""
   load = datasets.load_dataset
 
   def recording_load(*args, **kwargs):
     dataset = load(*args, **kwargs)
-    images = dataset.train_images
+    path, images = _recording["path"], dataset.train_images
+    if path is None:
+      return dataset
     if not isinstance(images, Rows):
       with open(path, "ab") as f:
         np.save(f, np.arange(len(images)))  # an eager load holds every row
@@ -46,28 +55,32 @@ def record_training_rows(path):
   experiment.datasets.load_dataset = recording_load
 
 
-def main(workdir, overrides):
-  if os.environ.get("RECORD_TRAINING_ROWS"):
-    record_training_rows(os.environ["RECORD_TRAINING_ROWS"])
-  variant = "f"
-  if overrides and overrides[0].startswith("--variant="):
-    variant = overrides.pop(0).removeprefix("--variant=")
-  config = digits_badnets.get_config(variant)
-  for override in overrides:
-    field, value = override.removeprefix("--config.").split("=", 1)
-    *path, last = field.split(".")
+def parse_flags(flags: list[str], config) -> dict:
+  """--config.FIELD=VALUE flags as {FIELD: VALUE}, each converted to the field's type."""
+  overrides = {}
+  for flag in flags:
+    field, value = flag.removeprefix("--config.").split("=", 1)
     node = config
-    for part in path:
+    for part in field.split("."):
       node = node[part]
-    node[last] = type(node[last])(value) if not isinstance(node[last], bool) else value == "True"
-  results = run.train_and_evaluate(config, workdir)
-  import jax
+    overrides[field] = value == "True" if isinstance(node, bool) else type(node)(value)
+  return overrides
 
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "log.jsonl")) as f:
-      records = [json.loads(line) for line in f]
-    print("RESULT " + json.dumps({"results": results, "log": records}))
+
+def main(runs: list[dict], flags: list[str]) -> None:
+  prefix = os.environ.get("RECORD_TRAINING_ROWS")
+  if prefix:
+    record_training_rows()
+  for i, spec in enumerate(runs):
+    _recording["path"] = f"{prefix}.{i}.npy" if prefix else None
+    config = tiny_config("digits_badnets", spec.get("variant", "f"), spec.get("overrides"))
+    set_fields(config, parse_flags(flags, config))
+    results = run.train_and_evaluate(config, spec["workdir"])
+    if jax.process_index() == 0:
+      with open(os.path.join(spec["workdir"], "log.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+      print("RESULT " + json.dumps({"results": results, "log": records}), flush=True)
 
 
 if __name__ == "__main__":
-  main(sys.argv[1], sys.argv[2:])
+  main(json.loads(sys.argv[1]), sys.argv[2:])

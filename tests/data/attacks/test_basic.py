@@ -3,24 +3,9 @@
 import numpy as np
 import pytest
 
-from vibe_jax.data.attacks import make_attack
+from helpers.attacks import SHAPE, attack, data
 from vibe_jax.data.attacks.badnets import REFERENCE_CIFAR_PATCH
 from vibe_jax.data.attacks.wanet import warping_grid
-
-SHAPE = (32, 32, 3)
-
-
-def data(n=200, classes=10, seed=0):
-  rng = np.random.default_rng(seed)
-  images = rng.integers(0, 256, size=(n, *SHAPE), dtype=np.uint8)
-  labels = np.arange(n) % classes
-  return images, labels.astype(np.int32)
-
-
-def attack(name, **kw):
-  common = dict(num_classes=10, image_shape=SHAPE, target=0, rate=0.1)
-  common.update({k: kw.pop(k) for k in list(kw) if k in ("target", "rate", "label_mode", "seed")})
-  return make_attack(name, params=kw, **common)
 
 
 def test_badnets_patch_where_the_reference_puts_it():

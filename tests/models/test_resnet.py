@@ -33,7 +33,7 @@ def test_param_count_matches_torchvision(arch: str) -> None:
 def test_param_count_matches_pytorch_reference(arch: str, stem: str) -> None:
   """The same count from an independently built PyTorch module (torchvision's layout)."""
   pytest.importorskip("torch")
-  from torch_resnet_reference import TorchResNet
+  from helpers.torch_resnet_reference import TorchResNet
 
   torch_model = TorchResNet(arch, stem=stem)
   torch_count = sum(p.numel() for p in torch_model.parameters())

@@ -1,11 +1,15 @@
-"""SSL pretraining on one device and data parallel over four (virtual CPU devices), in its
-own process since the device count is fixed at start-up.
+"""One process on eight virtual CPU devices (the device count is fixed at start-up), running
+what the device tests compare; prints one JSON line.
 
-  python tests/helpers/ssl_devices.py METHOD [METHOD ...]
+  python tests/helpers/devices.py [METHOD ...]
 
-Prints one JSON line: per method the loss records of both runs, the largest difference of
-the trained weights, and the error a batch that does not divide over the devices gives; and
-the batch sizes SimCLR's compiled step convolves on each device of the mesh.
+- em: the digits EM (runlocal, frozen features) on one device and data parallel over eight:
+  both runs' results and log records, and the error a batch that does not divide gives;
+- estep: the share of pseudo-labels on which the E-step of 8-way sharded ln P and the
+  unsharded one agree;
+- ssl: SSL pretraining (SimCLR, and any METHOD given) on one device and over four: loss
+  records, the largest difference of the trained weights, the error a batch that does not
+  divide gives; and the batch sizes SimCLR's compiled step convolves on each device.
 """
 
 import functools
@@ -13,20 +17,57 @@ import json
 import os
 import re
 import sys
+import tempfile
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
 os.environ["JAX_PLATFORMS"] = "cpu"
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.dirname(TESTS), TESTS]
+sys.path.insert(0, os.path.dirname(TESTS))
+sys.path.append(TESTS)  # last: tests/ holds folders named like modules
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
+from helpers.configs import tiny_config  # noqa: E402
 from helpers.tiny import TinyBackbone, tiny_ssl  # noqa: E402
-from vibe_jax import engine, parallel  # noqa: E402
+from vibe_jax import engine, parallel, run  # noqa: E402
+from vibe_jax.em.estep import sinkhorn_pseudo_labels  # noqa: E402
 from vibe_jax.ssl import augment, methods, simclr, training  # noqa: E402
+
+
+def em(workdir: str) -> dict:
+  out = {}
+  for devices in (1, 8):
+    path = os.path.join(workdir, str(devices))
+    config = tiny_config("digits_badnets", "f", {"parallel.num_devices": devices})
+    results = run.train_and_evaluate(config, path)
+    with open(os.path.join(path, "log.jsonl")) as f:
+      out[devices] = {"results": results, "log": [json.loads(line) for line in f]}
+  # The eight-device workdir again (its baseline resumes at its end) with a batch of 60.
+  config = tiny_config("digits_badnets", "f", {"parallel.num_devices": 8, "train.batch_size": 60})
+  try:
+    run.train_and_evaluate(config, os.path.join(workdir, "8"))
+    out["error"] = ""
+  except ValueError as e:
+    out["error"] = str(e)
+  return out
+
+
+def estep() -> float:
+  rng = np.random.default_rng(0)
+  ln_p = np.log(rng.dirichlet(np.full(7, 0.4), size=4000)).astype(np.float32)
+  prior = rng.dirichlet(np.full(7, 5.0)).astype(np.float32)
+  sharding = NamedSharding(parallel.make_mesh(8), PartitionSpec(parallel.DATA_AXIS))
+  sharded = jax.device_put(ln_p, sharding)
+  a, _ = sinkhorn_pseudo_labels(jnp.asarray(ln_p), jnp.asarray(prior))
+  b, _ = sinkhorn_pseudo_labels(sharded, jnp.asarray(prior))
+  assert len(b.sharding.device_set) == 8
+  return float(np.mean(np.asarray(a) == np.asarray(b)))
 
 
 def fit(method_name: str, mesh, batch_size: int = 16):
@@ -73,10 +114,10 @@ def convolved_batch_sizes(mesh) -> list[int]:
   return sorted({int(n) for n in re.findall(r"f32\[(\d+),16,16,8\]", text)})
 
 
-def main() -> None:
+def ssl(method_names: list[str]) -> dict:
   mesh = parallel.make_mesh(4)
   out = {"convolved_batch_sizes": convolved_batch_sizes(mesh)}
-  for name in sys.argv[1:]:
+  for name in method_names:
     single, single_weights = fit(name, None)
     sharded, sharded_weights = fit(name, mesh)
     try:
@@ -92,6 +133,12 @@ def main() -> None:
         ),
         "error": error,
     }
+  return out
+
+
+def main() -> None:
+  with tempfile.TemporaryDirectory() as workdir:
+    out = {"em": em(workdir), "estep": estep(), "ssl": ssl(["simclr", *sys.argv[1:]])}
   print(json.dumps(out))
 
 

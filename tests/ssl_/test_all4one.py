@@ -1,7 +1,7 @@
-"""All4One: each loss term against a PyTorch transcription of solo-learn's formulas, the queue,
-the momentum schedule, the optimiser's parameter groups, and pretraining on digits."""
+"""All4One (vibe_jax/ssl/all4one.py): each loss term against a PyTorch transcription of
+solo-learn's formulas, the queue, the momentum schedule, the optimiser's parameter groups,
+the training loop. (Pretraining All4One on digits: test_pretrain.py.)"""
 
-import json
 import math
 
 import jax
@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import common, digits_badnets
+from configs import common
 from helpers.tiny import TinyBackbone
-from vibe_jax.models import ResNet, load_backbone_model
-from vibe_jax.ssl import all4one, augment, pretrain
+from vibe_jax.ssl import all4one, augment
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -324,106 +323,3 @@ def test_fit_logs_the_terms_and_tau_is_deterministic_and_both_loops_agree():
     np.testing.assert_array_equal(a, b)
   _, compiled = _fit_tiny(host_loop=False)
   np.testing.assert_allclose([r["loss"] for r in compiled], [r["loss"] for r in history], rtol=2e-3)
-
-
-def _digits_all4one_config(steps):
-  config = digits_badnets.get_config()
-  config.backbone.width = 4
-  config.ssl.update(
-      {
-          "method": "all4one",
-          "steps": steps,
-          "batch_size": 32,
-          "warmup_steps": 1,
-          "projector_hidden_dim": 16,
-          "projector_output_dim": 8,
-          "predictor_hidden_dim": 16,
-          "queue_size": 64,
-          "log_every": 2,
-      }
-  )
-  return config
-
-
-@pytest.mark.slow
-def test_pretrain_all4one_on_digits_writes_a_loadable_backbone(tmp_path):
-  """A few steps with a width-4 ResNet-18: the checkpoint is the one SimCLR writes (VIBE's
-  ss_* / fm_* variants load it unchanged)."""
-  path = pretrain.pretrain(_digits_all4one_config(4), str(tmp_path))
-  assert path == tmp_path / "backbone"
-  model = load_backbone_model(path)
-  assert isinstance(model, ResNet)
-  features = model(jnp.zeros((3, 32, 32, 3), jnp.float32))
-  assert features.shape == (3, 32) and np.isfinite(features).all()
-  summary = json.loads((tmp_path / "pretrain.json").read_text())
-  assert summary["method"] == "all4one" and summary["steps"] == 4
-  lines = (tmp_path / "pretrain_log.jsonl").read_text().splitlines()
-  assert len(lines) == 2
-  assert {"centroid", "nnclr", "redundancy", "tau"} <= set(json.loads(lines[0]))
-
-
-def test_digits_defaults_and_simclr_stays_default():
-  config = digits_badnets.get_config()
-  assert config.ssl.method == "simclr"
-  base = common.base_config().ssl
-  # solo-learn's CIFAR All4One config (scripts/pretrain/cifar/all4one.yaml).
-  expected = {
-      "optimizer": "lars",
-      "lr": 1.0,
-      "weight_decay": 1e-5,
-      "lars_trust_coefficient": 0.02,
-      "batch_size": 256,
-      "temperature": 0.2,
-      "projector_hidden_dim": 2048,
-      "projector_output_dim": 256,
-      "predictor_hidden_dim": 4096,
-      "queue_size": 98_304,
-      "base_tau": 0.99,
-      "final_tau": 1.0,
-      "transformer_lr": 0.1,
-  }
-  assert {key: base[key] for key in expected} == expected
-  config.ssl.method = "all4one"
-  pretrain.validate_ssl_config(config)  # the digits all4one fields are consistent
-  first, second = pretrain.augment_config(config)  # asymmetric.yaml
-  assert (first.brightness, first.saturation, first.hue) == (0.4, 0.2, 0.1)
-  assert first.solarize_prob == 0.0 and second.solarize_prob == 0.2
-  assert second.brightness == 0.4
-  config.ssl.method = "simclr"  # one config for both views, SimCLR's strength 1
-  assert pretrain.augment_config(config).brightness == 0.8
-
-
-def test_solarize_matches_pil_and_leaves_other_draws_alone():
-  from PIL import Image, ImageOps
-
-  pixels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
-  expected = np.asarray(ImageOps.solarize(Image.fromarray(pixels))) / 255.0
-  np.testing.assert_allclose(augment.solarize(jnp.asarray(pixels / 255.0)), expected, atol=1e-6)
-  images = jnp.asarray(np.random.default_rng(50).random((4, 8, 8, 3)), jnp.float32)
-  plain = augment.augment_batch(jax.random.key(0), images, augment.AugmentConfig())
-  solar = augment.augment_batch(jax.random.key(0), images, augment.AugmentConfig(solarize_prob=1.0))
-  np.testing.assert_allclose(jnp.where(plain >= 128 / 255, 1 - plain, plain), solar, atol=1e-6)
-
-
-@pytest.mark.parametrize(
-    "field,value,match",
-    [
-        ("method", "byol", "ssl.method"),
-        ("queue_size", 100, "ssl.queue_size"),
-        ("projector_output_dim", 12, "ssl.projector_output_dim"),
-        ("base_tau", 1.5, "ssl.base_tau"),
-        ("predictor_hidden_dim", 0, "ssl.predictor_hidden_dim"),
-    ],
-)
-def test_bad_all4one_config_fails_before_training(field, value, match):
-  config = _digits_all4one_config(4)
-  config.ssl[field] = value
-  with pytest.raises(ValueError, match=match):
-    pretrain.validate_ssl_config(config)
-
-
-def test_unknown_method_error_names_the_field_and_the_known_methods():
-  config = digits_badnets.get_config()
-  config.ssl.method = "byol"
-  with pytest.raises(ValueError, match=r"ssl.method.*all4one, simclr"):
-    pretrain.pretrain(config, "/nonexistent/never-written")

@@ -1,0 +1,40 @@
+"""Frozen features (vibe_jax/features.py): a features file drives the FM variants exactly as
+the in-memory features do; a bad file is a clear error."""
+
+import numpy as np
+import pytest
+
+from helpers.configs import tiny_config
+from vibe_jax import features, run
+
+
+def test_features_file_run_equals_in_memory_run(tmp_path):
+  """`--mode extract` writes the file once; fm_a (with the baseline) and fm_f from it end
+  where the same runs on features extracted in memory end."""
+  path = run.extract_features(tiny_config("digits_badnets", "fm_a"), str(tmp_path / "extract"))
+  for variant, baseline in (("fm_a", True), ("fm_f", False)):
+    config = lambda **fields: tiny_config(
+        "digits_badnets", variant, {"baseline.enabled": baseline, **fields}
+    )
+    in_memory = run.train_and_evaluate(config(), str(tmp_path / variant / "memory"))
+    from_file = run.train_and_evaluate(
+        config(**{"features.file": path}), str(tmp_path / variant / "file")
+    )
+    for model in ("baseline", "vibe") if baseline else ("vibe",):
+      assert from_file[model] == in_memory[model]
+
+
+def test_bad_features_file(tmp_path):
+  good = {
+      name: np.zeros((4, 3) if ndim == 2 else (4,), np.float32)
+      for name, ndim in features.FEATURE_FILE_ARRAYS.items()
+  }
+  path = str(tmp_path / "f.npz")
+  np.savez(path, **{k: v for k, v in good.items() if k != "test_labels"})
+  with pytest.raises(ValueError, match=r"lacks \['test_labels'\]"):
+    features.read_feature_file(path)
+  np.savez(path, **{**good, "test_labels": np.zeros(5)})
+  with pytest.raises(ValueError, match="row counts differ"):
+    features.read_feature_file(path)
+  with pytest.raises(FileNotFoundError, match="features.file"):
+    features.read_feature_file(str(tmp_path / "absent.npz"))
