@@ -23,3 +23,26 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+
+
+# The longest tests (minutes, mostly compiling in several processes), started first so that
+# they do not finish last: make test's two workers split the queue in halves and a worker
+# that runs out steals from the end of the other's half.
+_LONGEST_FIRST = (
+    "test_pretrain_pipeline.py",
+    "test_multiprocess.py",
+    "test_devices.py",
+    "test_digits.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+  """The longest tests, then the other slow ones, then the rest; each group in its order."""
+
+  def rank(item):
+    name = item.path.name
+    if name in _LONGEST_FIRST and item.path.parent.name == "e2e":
+      return _LONGEST_FIRST.index(name)
+    return len(_LONGEST_FIRST) + (item.get_closest_marker("slow") is None)
+
+  items.sort(key=rank)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.attacks import FAST_LC
 from helpers.configs import CONFIGS, tiny_config
 from vibe_jax import run
 
@@ -46,6 +47,8 @@ def test_config_runs_a_few_steps(name, tmp_path):
     config.dataset.options.image_size = 32  # keep the pixel features small
   if config.attack.name in ("uba_patch", "uba_blend"):
     config.attack.params.num_poisoned = 0  # rate x N on the tiny mock set
+  if config.attack.name == "label_consistent":  # a few steps of its surrogate and PGD too
+    config.attack.params.update(FAST_LC)
   if config.dataset.name == "imagenet30":
     image_folder(tmp_path / "data")
     results = run.train_and_evaluate(config, str(tmp_path / "work"))

@@ -3,6 +3,7 @@ plots, report.md (of finished and interrupted runs, the latter by `main.py --mod
 
 import json
 import os
+import pathlib
 import shutil
 import struct
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from helpers.cli import run_main
 from helpers.configs import tiny_config
+from helpers.shared import once_per_session, session_dir
 from vibe_jax import run
 from vibe_jax.report import plots, report, snapshots
 
@@ -22,11 +24,14 @@ PLOTS = ("loss.png", "estep.png", "eval.png", "features.png", "confusion.png")
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-  """A tiny digits run with its report: (workdir, config, results). 40 steps per phase,
-  logged every 10, an E-step every 20."""
-  workdir = tmp_path_factory.mktemp("report") / "run"
+  """A tiny digits run with its report, made once per session for all workers (the tests
+  only read it): (workdir, config, results). 40 steps a phase, logged every 10, an E-step
+  every 20."""
   config = tiny_config("digits_badnets", "a", report=True)
-  results = run.train_and_evaluate(config, str(workdir))
+  workdir = pathlib.Path(session_dir(tmp_path_factory)) / "report_run"
+  results = once_per_session(
+      tmp_path_factory, "report_run", lambda: run.train_and_evaluate(config, str(workdir))
+  )
   return workdir, config, results
 
 

@@ -104,13 +104,12 @@ def test_bad_crop_scale_names_the_field():
     augment.AugmentConfig(crop_scale=(0.0, 1.0))
 
 
-def test_solarize_matches_pil_and_leaves_other_draws_alone():
+def test_solarize_matches_pil_and_leaves_other_draws_alone(images):
   from PIL import Image, ImageOps
 
   pixels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
   expected = np.asarray(ImageOps.solarize(Image.fromarray(pixels))) / 255.0
   np.testing.assert_allclose(augment.solarize(jnp.asarray(pixels / 255.0)), expected, atol=1e-6)
-  images = jnp.asarray(np.random.default_rng(50).random((4, 8, 8, 3)), jnp.float32)
-  plain = augment.augment_batch(jax.random.key(0), images, augment.AugmentConfig())
-  solar = augment.augment_batch(jax.random.key(0), images, augment.AugmentConfig(solarize_prob=1.0))
+  plain = augment_batch(jax.random.key(0), images, augment.AugmentConfig())
+  solar = augment_batch(jax.random.key(0), images, augment.AugmentConfig(solarize_prob=1.0))
   np.testing.assert_allclose(jnp.where(plain >= 128 / 255, 1 - plain, plain), solar, atol=1e-6)
