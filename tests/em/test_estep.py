@@ -3,9 +3,15 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.special import logsumexp
 
 from vibe_jax.em.estep import sinkhorn_pseudo_labels
+
+
+def logsumexp(x, axis):
+  """ln sum exp along `axis`, shifted by the maximum (scipy's, without its generality: the
+  reference below calls it thousands of times)."""
+  top = x.max(axis=axis, keepdims=True)
+  return np.log(np.exp(x - top).sum(axis=axis)) + np.squeeze(top, axis)
 
 
 def numpy_sinkhorn_plan(ln_p, prior, lam, iterations):

@@ -39,6 +39,10 @@ from vibe_jax import engine, parallel, run  # noqa: E402
 from vibe_jax.em.estep import sinkhorn_pseudo_labels  # noqa: E402
 from vibe_jax.ssl import augment, methods, simclr, training  # noqa: E402
 
+# Crops, flips, grey: per-image draws, as sharded as jitter's (left out: its four branches
+# under vmap make up most of a step's compile time).
+AUGMENT = augment.AugmentConfig(crop_scale=(0.5, 1.0), jitter_prob=0.0)
+
 
 def em(workdir: str) -> dict:
   out = {}
@@ -85,7 +89,7 @@ def fit(method_name: str, mesh, batch_size: int = 16):
       method.build(TinyBackbone(nnx.Rngs(0)), ssl, 1),
       images,
       ssl,
-      augment_config=augment.AugmentConfig(crop_scale=(0.5, 1.0)),
+      augment_config=AUGMENT,
       mean=(0.5,) * 3,
       std=(0.25,) * 3,
       seed=0,
@@ -102,7 +106,7 @@ def convolved_batch_sizes(mesh) -> list[int]:
   model = methods.METHODS.get("simclr").build(TinyBackbone(nnx.Rngs(0)), ssl, 1)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   optimizer = training.make_optimizer(ssl)
-  step_fn = functools.partial(simclr._step, graphdef, optimizer, 16, augment.AugmentConfig())
+  step_fn = functools.partial(simclr._step, graphdef, optimizer, 16, AUGMENT)
   images = np.zeros((32, 16, 16, 3), np.uint8)
   inputs = training.StepInputs(
       jnp.asarray(images), jax.random.key(0), jnp.float32(0.2), jnp.zeros(3), jnp.ones(3)
