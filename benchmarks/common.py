@@ -19,6 +19,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from vibe_jax.normalize import l2_normalize
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -246,10 +248,6 @@ class Table:
 # ----------------------------------------------------------------------------- problems
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
-  return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def _log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
   x = x - x.max(axis=axis, keepdims=True)
   return x - np.log(np.exp(x).sum(axis=axis, keepdims=True))
@@ -271,12 +269,12 @@ def clustered_features(
   """A synthetic clustered feature set: (features (N, D) float32 unit-norm, true labels,
   given labels with a fraction `noise` flipped to another class)."""
   rng = np.random.default_rng(seed)
-  means = _normalize(rng.standard_normal((num_classes, dim))).astype(np.float32)
+  means = l2_normalize(rng.standard_normal((num_classes, dim))).astype(np.float32)
   true = rng.integers(num_classes, size=num_samples)
   # Per-coordinate spread: a nearest-mean classifier is right on most but not all samples.
   spread = (0.9 / np.sqrt(dim)) if spread is None else spread
   features = means[true] + spread * rng.standard_normal((num_samples, dim)).astype(np.float32)
-  features = _normalize(features).astype(np.float32)
+  features = l2_normalize(features).astype(np.float32)
   given = true.copy()
   flip = rng.random(num_samples) < noise
   given[flip] = (true[flip] + rng.integers(1, num_classes, size=flip.sum())) % num_classes
@@ -307,7 +305,7 @@ def make_ln_p(
   features, _, given = clustered_features(num_samples, num_classes, dim, seed, noise)
   one_hot_sums = np.zeros((num_classes, dim), np.float64)
   np.add.at(one_hot_sums, given, features)
-  mu_z = _normalize(one_hot_sums).astype(np.float32)
+  mu_z = l2_normalize(one_hot_sums).astype(np.float32)
   ln_y_given_l = np.full((num_classes, num_classes), np.log(noise / (num_classes - 1)), np.float32)
   np.fill_diagonal(ln_y_given_l, np.log(1.0 - noise))
   kappa = concentration(num_classes)

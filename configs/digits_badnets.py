@@ -2,14 +2,15 @@
 
   python main.py --config configs/digits_badnets.py --workdir /tmp/digits_badnets
   python main.py --config configs/digits_badnets.py:f --workdir /tmp/digits_badnets_f   # variant F
-  python main.py --config configs/digits_badnets.py:ssl --mode pretrain --workdir /tmp/digits_ssl
+  python main.py --config configs/digits_badnets.py --mode pretrain --workdir /tmp/digits_ssl
   python main.py --config configs/digits_badnets.py:ss_f \
       --config.backbone.checkpoint=/tmp/digits_ssl/backbone --workdir /tmp/digits_ss_f
 
-`:ssl` is the SimCLR pretraining config (`--mode pretrain`): the same poisoned training set,
-a small backbone, about five minutes on a 2-core CPU; it writes /tmp/digits_ssl/backbone,
-which ss_a / ss_f fine-tune (common.set_digits_ss) and fm_a / fm_f read with
---config.features.extractor=backbone. docs/ssl.md has the measured results.
+`--mode pretrain` trains a small SimCLR backbone on the same poisoned training set (the
+config's ssl section, common.digits_config), about five minutes on a 2-core CPU; it writes
+/tmp/digits_ssl/backbone, which ss_a / ss_f fine-tune and fm_a / fm_f read with
+--config.features.extractor=backbone. docs/ssl.md has the measured results. Append
+`,runlocal` to the variant (`:f,runlocal`) for the tiny smoke schedule.
 """
 
 from configs import common

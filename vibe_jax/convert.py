@@ -12,8 +12,13 @@ torch is imported only inside `read_torch_checkpoint`, so importing vibe_jax nev
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pathlib
+import pickletools
+import re
+import zipfile
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -201,8 +206,6 @@ def read_torch_checkpoint(
   objects; Lightning checkpoints that pickle config objects need allow_unsafe_pickle=True,
   which executes code from the file, so only use it on files you trust.
   """
-  import pickle
-
   import torch  # lazy: only conversion needs torch
 
   path = pathlib.Path(path)
@@ -210,11 +213,8 @@ def read_torch_checkpoint(
     raise FileNotFoundError(f"PyTorch checkpoint {path} does not exist (--input)")
   try:
     obj = torch.load(path, map_location="cpu", weights_only=not allow_unsafe_pickle)
-  except pickle.UnpicklingError as error:
-    raise ValueError(
-        f"torch.load refused {path} in weights-only mode ({error}); if you trust the file, "
-        "retry with allow_unsafe_pickle=True (--allow_unsafe_pickle)"
-    ) from error
+  except Exception as error:  # pylint: disable=broad-except  # torch raises many kinds
+    raise ValueError(_unreadable(path, error, allow_unsafe_pickle)) from error
   state_dict = unwrap_state_dict(obj)
   arrays: dict[str, np.ndarray] = {}
   for key, value in state_dict.items():
@@ -225,6 +225,72 @@ def read_torch_checkpoint(
       value = value.numpy()
     arrays[key] = value
   return arrays
+
+
+def _unreadable(path: pathlib.Path, error: Exception, unsafe: bool) -> str:
+  """Why torch.load failed, in one line. Unsafe loading is suggested only when the file is
+  a well-formed pickle that names Python globals outside torch (a Lightning checkpoint's
+  hyper-parameters, say), which weights-only loading refuses: never for garbage or a
+  truncated file, where it would only run whatever the bytes hold."""
+  needed = None if unsafe else _pickled_globals(path)
+  if needed:
+    return (
+        f"{path} pickles Python objects that weights-only loading refuses (globals "
+        f"{', '.join(needed[:5])}); if you trust the file, retry with --allow_unsafe_pickle "
+        "(allow_unsafe_pickle=True), which runs code from it"
+    )
+  return f"{path} is not a readable PyTorch checkpoint: {_diagnosis(path, error)} (--input)"
+
+
+def _diagnosis(path: pathlib.Path, error: Exception) -> str:
+  """What the file is, from its own bytes; torch's first sentence where that says more."""
+  text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+  text = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", text).split(". ")[0]
+  torch_says = f"{type(error).__name__}: {text}" if text else type(error).__name__
+  with open(path, "rb") as f:
+    head = f.read(4)
+  if not head:
+    return "the file is empty"
+  if zipfile.is_zipfile(path):
+    with zipfile.ZipFile(path) as archive:
+      if not any(name.endswith("data.pkl") for name in archive.namelist()):
+        return "a zip archive without torch.save's data.pkl (not a torch.save file)"
+    return f"a corrupt torch.save archive ({torch_says})"
+  if head.startswith(b"PK"):
+    return "a truncated or corrupt zip archive (torch.save's format)"
+  if head.startswith(b"\x80"):
+    return f"a pickle that torch.load cannot read ({torch_says})"
+  return "neither a zip archive (torch.save's format) nor a pickle"
+
+
+def _pickled_globals(path: pathlib.Path) -> list[str]:
+  """The Python globals outside torch that the checkpoint's pickles name, read without
+  unpickling (pickletools): [] when there are none or the file holds no complete pickle."""
+  data = path.read_bytes()
+  if zipfile.is_zipfile(path):  # torch.save's format: the object pickled in <name>/data.pkl
+    with zipfile.ZipFile(path) as archive:
+      names = [n for n in archive.namelist() if n.endswith("data.pkl")]
+      if not names:
+        return []
+      try:
+        data = archive.read(names[0])
+      except (zipfile.BadZipFile, OSError, EOFError, zlib.error):
+        return []
+  found = []
+  stream = io.BytesIO(data)
+  while stream.tell() < len(data):  # the legacy format holds several pickles in a row
+    strings: list[str] = []
+    try:
+      for opcode, argument, _ in pickletools.genops(stream):
+        if opcode.name == "GLOBAL":
+          found.append(str(argument).replace(" ", "."))
+        elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+          found.append(".".join(strings[-2:]))
+        elif isinstance(argument, str):
+          strings.append(argument)
+    except Exception:  # pylint: disable=broad-except  # not (or no longer) a pickle
+      break
+  return sorted({g for g in found if not g.startswith("torch") and g != "collections.OrderedDict"})
 
 
 def convert_torch_checkpoint(

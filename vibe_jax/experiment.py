@@ -4,19 +4,24 @@ VIBE run (vibe_jax.run) and pretraining (vibe_jax.ssl.pretrain), so neither impo
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 
 import jax
 import ml_collections
+import numpy as np
+from absl import logging
 from jax.sharding import Mesh
 
 from vibe_jax import features as features_lib
 from vibe_jax import parallel
-from vibe_jax.data import attacks, datasets
+from vibe_jax.data import attacks, checks, datasets
 from vibe_jax.variants import get_variant
 
 __all__ = [
     "Experiment",
     "build_experiment",
+    "check_batch_sizes",
     "loads_per_host",
     "setup_devices",
     "validate_config",
@@ -58,31 +63,119 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "host then loads the whole training set)."
     )
   if not variant.finetune_backbone:
-    if not config.features.file:
+    if config.features.file:
+      if not os.path.isfile(os.path.expanduser(config.features.file)):
+        raise FileNotFoundError(
+            f"features.file={config.features.file!r} does not exist; write one with "
+            "`python main.py --mode extract` or from your own model."
+        )
+    else:
       features_lib.EXTRACTORS.get(config.features.extractor, field="features.extractor")
-  elif not config.backbone.checkpoint:
-    raise ValueError(
-        f"variant {config.variant!r} fine-tunes a backbone: set "
-        "backbone.checkpoint to a vibe_jax backbone checkpoint (from --mode "
-        "pretrain or convert_torch_ckpt.py)."
-    )
+  if variant.finetune_backbone or (
+      not config.features.file and config.features.extractor == "backbone"
+  ):
+    _check_backbone_checkpoint(config)
   if config.filter.leiden not in ("auto", "on", "off"):
     raise ValueError(f"filter.leiden={config.filter.leiden!r}; use 'auto', 'on' or 'off'.")
-  positive = {
-      f"{section}.{field}": config[section][field]
-      for section in ("train", "baseline")
-      for field in ("steps", "batch_size", "log_every", "eval_every")
-  }
-  positive.update(
-      {
-          "estep.period": config.estep.period,
-          "estep.lam": config.estep.lam,
-          "checkpoint.every": config.checkpoint.every,
-      }
+  _check_numbers(config)
+
+
+# Integer fields that count something (steps, rows, iterations): at least 1.
+_POSITIVE_COUNTS = (
+    *(f"{s}.{f}" for s in ("train", "baseline") for f in ("steps", "batch_size", "log_every")),
+    "train.eval_every",
+    "baseline.eval_every",
+    "estep.period",
+    "estep.max_iterations",
+    "features.batch_size",
+    "filter.num_neighbors",
+    "checkpoint.every",
+)
+# Real fields: field -> (lowest, highest, whether the lowest is allowed, whether the highest
+# is, an example). The ranges keep the float32 E-step and M-step meaningful: concentrations
+# and lambda of 1e30 or 1e12 made the Sinkhorn error infinite, a negative learning rate
+# trained away from the data, momentum 1 never forgets.
+_BOUNDED = {
+    **{f"{s}.lr": (0.0, math.inf, True, False, 0.01) for s in ("train", "baseline")},
+    **{f"{s}.prior_lr": (0.0, math.inf, True, False, 0.1) for s in ("train", "baseline")},
+    **{f"{s}.weight_decay": (0.0, math.inf, True, False, 5e-4) for s in ("train", "baseline")},
+    **{f"{s}.momentum": (0.0, 1.0, True, False, 0.9) for s in ("train", "baseline")},
+    "vibe.kappa": (0.0, 1e4, False, True, 10.0),
+    "vibe.nu": (0.0, 1e4, False, True, 10.0),
+    "baseline.kappa": (0.0, 1e4, False, True, 100.0),
+    "vibe.prior_temperature": (0.0, 1e4, False, True, 0.02),
+    "estep.lam": (0.0, 1e4, False, True, 25.0),
+    "estep.threshold": (0.0, 1.0, False, False, 1e-4),
+    "filter.delta": (0.0, math.inf, False, False, 0.275),
+}
+
+
+def _value(config: ml_collections.ConfigDict, field: str):
+  section, name = field.split(".")
+  return config[section][name]
+
+
+def _check_numbers(config: ml_collections.ConfigDict) -> None:
+  """Every numeric field with a meaning, finite and in its range, named when it is not."""
+  for field in _POSITIVE_COUNTS:
+    value = _value(config, field)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+      raise ValueError(f"{field}={value!r} must be positive (a whole number >= 1).")
+  for field, (low, high, low_allowed, high_allowed, example) in _BOUNDED.items():
+    value = _value(config, field)
+    if not _within(value, low, high, low_allowed, high_allowed):
+      lower = f"{'>=' if low_allowed else '>'} {low:g}"
+      upper = f" and {'<=' if high_allowed else '<'} {high:g}" if math.isfinite(high) else ""
+      raise ValueError(
+          f"{field}={value!r} must be a finite number {lower}{upper} (e.g. {example:g})."
+      )
+  if config.parallel.num_devices < 0:
+    raise ValueError(f"parallel.num_devices={config.parallel.num_devices} must be >= 0 (0: all).")
+
+
+def _within(value, low: float, high: float, low_allowed: bool, high_allowed: bool) -> bool:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    return False
+  above = value >= low if low_allowed else value > low
+  below = value <= high if high_allowed else value < high
+  return above and below
+
+
+def _check_backbone_checkpoint(config: ml_collections.ConfigDict) -> None:
+  """The backbone a fine-tuned variant or the backbone extractor reads: set, and there."""
+  what = (
+      f"variant {config.variant!r} fine-tunes a backbone"
+      if get_variant(config.variant).finetune_backbone
+      else "features.extractor='backbone' extracts with a backbone"
   )
-  for field, value in positive.items():
-    if not value > 0:
-      raise ValueError(f"{field}={value} must be positive.")
+  if not config.backbone.checkpoint:
+    raise ValueError(
+        f"{what}: set backbone.checkpoint to a vibe_jax backbone checkpoint (from --mode "
+        "pretrain or convert_torch_ckpt.py)."
+    )
+  path = os.path.expanduser(config.backbone.checkpoint)
+  if not os.path.isfile(os.path.join(path, "backbone.json")):
+    raise FileNotFoundError(
+        f"backbone.checkpoint={config.backbone.checkpoint!r} is not a vibe_jax backbone "
+        f"checkpoint ({'no backbone.json in it' if os.path.isdir(path) else 'it does not exist'}"
+        "); pretrain one (--mode pretrain) or convert one (convert_torch_ckpt.py)."
+    )
+
+
+def check_batch_sizes(
+    config: ml_collections.ConfigDict, mesh: Mesh, num_rows: int | None = None
+) -> None:
+  """Each phase's batch divides over the mesh's devices and, given the training set's row
+  count, fits in it: checked before features are extracted, not after."""
+  sections = ["train"] + (["baseline"] if config.baseline.enabled else [])
+  for section in sections:
+    batch_size = config[section].batch_size
+    parallel.check_batch_divides(batch_size, mesh, f"{section}.batch_size")
+    if num_rows is not None and batch_size > num_rows:
+      raise ValueError(
+          f"{section}.batch_size={batch_size} exceeds the {num_rows} training samples; "
+          f"lower {section}.batch_size."
+      )
 
 
 def setup_devices(config: ml_collections.ConfigDict) -> Mesh:
@@ -118,10 +211,48 @@ def build_experiment(config: ml_collections.ConfigDict, lazy_train: bool = False
       seed=config.attack.seed,
       params=config.attack.params.to_dict(),
   )
+  _check_dataset_labels(dataset)
   poison_train = attack.poison_train_rows if lazy_train else attack.poison_train
-  return Experiment(
+  experiment = Experiment(
       dataset=dataset,
       attack=attack,
       poisoned_train=poison_train(dataset.train_images, dataset.train_labels),
       poisoned_test=attack.poison_test(dataset.test_images, dataset.test_labels),
   )
+  _check_poisoned_labels(experiment, config.attack.name)
+  poisoned = int(np.count_nonzero(experiment.poisoned_train.poison_mask))
+  if poisoned == 0:
+    logging.warning(
+        "attack %r (attack.rate=%s) poisons 0 of the %d training samples: the run measures "
+        "no backdoor; raise attack.rate (or the attack's own count under attack.params).",
+        config.attack.name,
+        config.attack.rate,
+        len(experiment.poisoned_train.poison_mask),
+    )
+  return experiment
+
+
+def _check_dataset_labels(dataset: datasets.Dataset) -> None:
+  """The data set's labels: rows present, integers in [0, num_classes)."""
+  where = f"data set {dataset.name!r} (dataset.name)"
+  for name, labels in (
+      ("train_labels", dataset.train_labels),
+      ("test_labels", dataset.test_labels),
+  ):
+    checks.check_rows(labels, where, name)
+    checks.check_labels(labels, dataset.num_classes, where, name)
+
+
+def _check_poisoned_labels(experiment: Experiment, attack_name: str) -> None:
+  """What the attack made of the labels, in [0, num_classes) (a pre-poisoned file's labels
+  are checked where it is read, naming the file)."""
+  where = f"attack {attack_name!r} (attack.name)"
+  train, test = experiment.poisoned_train, experiment.poisoned_test
+  for name, labels in (
+      ("given training labels", train.labels),
+      ("true training labels", train.true_labels),
+      ("poisoned test true labels", test.true_labels),
+      ("poisoned test attacker labels", test.attacker_labels),
+  ):
+    checks.check_rows(labels, where, name)
+    checks.check_labels(labels, experiment.dataset.num_classes, where, name)

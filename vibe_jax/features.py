@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING, Callable
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh
 
-from vibe_jax import parallel
+from vibe_jax import files, parallel
 from vibe_jax.batched import batched_apply
+from vibe_jax.normalize import l2_normalize
+from vibe_jax.data import checks
 from vibe_jax.data import rows as rows_lib
 from vibe_jax.registry import Registry
 
@@ -33,10 +36,6 @@ FeatureFn = Callable[[np.ndarray], np.ndarray]
 EXTRACTORS: Registry[Callable[[ml_collections.ConfigDict, np.ndarray], FeatureFn]] = Registry(
     "feature extractor"
 )
-
-
-def l2_normalize(features: np.ndarray) -> np.ndarray:
-  return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 @EXTRACTORS.register("pixels")
@@ -83,16 +82,19 @@ def make_extractor(config: ml_collections.ConfigDict, train_images: np.ndarray) 
 
 def cached_arrays(cache_path: str, fingerprint: dict, compute: Callable[[], dict]) -> dict:
   """Loads arrays from `cache_path` if it was written for the same `fingerprint`, else
-  computes them and writes the cache atomically (temporary file, then rename)."""
+  computes them and writes the cache atomically (temporary file, then rename). A cache that
+  cannot be read (truncated, overwritten) is recomputed, with a warning."""
   key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
   if os.path.exists(cache_path):
-    with np.load(cache_path) as cached:
-      if str(cached.get("fingerprint", "")) == key:
-        return {name: cached[name] for name in cached.files if name != "fingerprint"}
+    try:
+      cached = files.read_npz(cache_path, f"the features cache {cache_path}")
+    except ValueError as error:
+      logging.warning("%s; recomputing the features.", error)
+      cached = {}
+    if str(cached.get("fingerprint", "")) == key:
+      return {name: value for name, value in cached.items() if name != "fingerprint"}
   arrays = compute()
-  temporary = cache_path + ".tmp.npz"
-  np.savez(temporary, fingerprint=key, **arrays)
-  os.replace(temporary, cache_path)
+  files.save_npz_atomically(cache_path, fingerprint=key, **arrays)
   return arrays
 
 
@@ -136,16 +138,29 @@ def experiment_feature_arrays(
         "poisoned_test_features": extract(test.images),
         "poisoned_test_labels": test.true_labels,
         "poisoned_test_targets": test.attacker_labels,
+        "num_classes": np.asarray(experiment.dataset.num_classes, np.int64),
         **attack_index_arrays(test),
     }
 
   if jax.process_count() > 1:  # every process takes part in the gathers: no cache
     return compute()
-  fingerprint = {key: config[key].to_dict() for key in ("dataset", "attack", "features")}
-  fingerprint["layout"] = sorted(FEATURE_FILE_ARRAYS)
+  return cached_arrays(os.path.join(workdir, "features.npz"), cache_key(config), compute)
+
+
+def cache_key(config: ml_collections.ConfigDict) -> dict:
+  """What the cached features are a function of: the data set, attack and features sections
+  (minus the extraction batch size), the array layout, and the content, not the path, of
+  every file the features are computed from (the backbone checkpoint, pre-poisoned files)."""
+  key = {name: config[name].to_dict() for name in ("dataset", "attack", "features")}
+  del key["features"]["batch_size"]  # how fast, not what
+  key["layout"] = sorted(FEATURE_FILE_ARRAYS) + ["num_classes"]
   if config.features.extractor == "backbone":
-    fingerprint["backbone"] = config.backbone.checkpoint
-  return cached_arrays(os.path.join(workdir, "features.npz"), fingerprint, compute)
+    key["backbone"] = files.content_digest(config.backbone.checkpoint)
+  for field in ("train_file", "test_file"):
+    path = config.attack.params.get(field)
+    if config.attack.name == "prepoisoned" and path:
+      key["attack"]["params"][field] = files.content_digest(path)
+  return key
 
 
 def attack_index_arrays(test) -> dict[str, np.ndarray]:
@@ -175,15 +190,25 @@ OPTIONAL_FEATURE_FILE_ARRAYS = {
     "train_poison_mask": 1,
     "poisoned_test_attack_index": 1,
     "attack_names": 1,
+    # The class count C (a scalar). Without it C is 1 + the largest given training label,
+    # and every class below it must have a training row (a stray label 50 among ten
+    # classes is then an error, not 41 empty classes).
+    "num_classes": 0,
 }
+_LABEL_ARRAYS = (
+    "train_labels",
+    "train_true_labels",
+    "test_labels",
+    "poisoned_test_labels",
+    "poisoned_test_targets",
+)
+_FEATURE_ARRAYS = ("train_features", "test_features", "poisoned_test_features")
 
 
 def write_feature_file(path: str, arrays: dict[str, np.ndarray]) -> None:
   """Writes a features file atomically (temporary file, then rename)."""
-  check_feature_arrays(arrays, path)
-  temporary = path + ".tmp.npz"
-  np.savez(temporary, **arrays)
-  os.replace(temporary, path)
+  check_feature_arrays(arrays, f"features file {path}")
+  files.save_npz_atomically(path, **arrays)
 
 
 def read_feature_file(path: str) -> dict[str, np.ndarray]:
@@ -194,27 +219,29 @@ def read_feature_file(path: str) -> dict[str, np.ndarray]:
         f"features.file={path!r} does not exist; write one with "
         "`python main.py --mode extract` or from your own model."
     )
-  with np.load(path) as stored:
-    arrays = {name: stored[name] for name in stored.files}
-  check_feature_arrays(arrays, path)
-  for name in ("train_features", "test_features", "poisoned_test_features"):
+  where = f"features.file={path!r}"
+  arrays = files.read_npz(path, where)
+  check_feature_arrays(arrays, where)
+  for name in _FEATURE_ARRAYS:
     arrays[name] = l2_normalize(arrays[name].astype(np.float32))
   return arrays
 
 
 def check_feature_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
+  """Checks a features file's arrays (names, shapes, rows, finite features, integer labels
+  in [0, C)) and sets arrays['num_classes'] to C when the file does not declare it.
+  `source` names the file in messages (e.g. "features.file='x.npz'")."""
   missing = sorted(set(FEATURE_FILE_ARRAYS) - set(arrays))
   if missing:
     raise ValueError(
-        f"features file {source} lacks {missing}; it needs "
+        f"{source} lacks {missing}; it needs "
         f"{sorted(FEATURE_FILE_ARRAYS)} (optional: "
         f"{sorted(OPTIONAL_FEATURE_FILE_ARRAYS)})."
     )
   for name, ndim in {**FEATURE_FILE_ARRAYS, **OPTIONAL_FEATURE_FILE_ARRAYS}.items():
     if name in arrays and arrays[name].ndim != ndim:
       raise ValueError(
-          f"features file {source}: {name} has shape {arrays[name].shape}, "
-          f"expected {ndim} dimension(s)."
+          f"{source}: {name} has shape {arrays[name].shape}, " f"expected {ndim} dimension(s)."
       )
   same_rows = [
       ("train_features", "train_labels", "train_true_labels", "train_poison_mask"),
@@ -229,7 +256,39 @@ def check_feature_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
   for names in same_rows:
     rows = {name: len(arrays[name]) for name in names if name in arrays}
     if len(set(rows.values())) != 1:
-      raise ValueError(f"features file {source}: row counts differ: {rows}.")
+      raise ValueError(f"{source}: row counts differ: {rows}.")
   dims = {arrays[f"{s}_features"].shape[1] for s in ("train", "test", "poisoned_test")}
   if len(dims) != 1:
-    raise ValueError(f"features file {source}: feature dimensions differ across splits {dims}.")
+    raise ValueError(f"{source}: feature dimensions differ across splits {dims}.")
+  for name in _FEATURE_ARRAYS:
+    checks.check_rows(arrays[name], source, name)
+    if not np.issubdtype(arrays[name].dtype, np.number) or arrays[name].dtype == bool:
+      raise ValueError(f"{source}: {name} has dtype {arrays[name].dtype}; features are numbers.")
+    checks.check_finite(arrays[name], source, name)
+  num_classes = _num_classes(arrays, source)
+  for name in _LABEL_ARRAYS:
+    if name in arrays:
+      checks.check_labels(arrays[name], num_classes, source, name)
+  arrays["num_classes"] = np.asarray(num_classes, np.int64)
+
+
+def _num_classes(arrays: dict[str, np.ndarray], where: str) -> int:
+  """The declared class count, or 1 + the largest given training label when every class
+  below it has a training row."""
+  if "num_classes" in arrays:
+    declared = arrays["num_classes"]
+    if not np.issubdtype(declared.dtype, np.integer) or int(declared) < 1:
+      raise ValueError(f"{where}: num_classes = {declared} must be a positive integer.")
+    return int(declared)
+  labels = checks.check_labels(
+      arrays["train_labels"], np.iinfo(np.int32).max, where, "train_labels"
+  )
+  num_classes = int(labels.max()) + 1
+  empty = np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0)
+  if len(empty):
+    raise ValueError(
+        f"{where}: train_labels reach {num_classes - 1} but class {empty[0]} has no training "
+        f"row ({len(empty)} empty class(es) below {num_classes}); fix the labels, or declare "
+        "the class count as a scalar array num_classes."
+    )
+  return num_classes

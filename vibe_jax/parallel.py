@@ -7,8 +7,6 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from vibe_jax.data.rows import Rows
-
 DATA_AXIS = "data"
 
 
@@ -59,8 +57,9 @@ def padded_length(length: int, mesh: Mesh) -> int:
   return -(-length // devices) * devices
 
 
-def shard_rows(array: np.ndarray | Rows, mesh: Mesh) -> jax.Array:
-  """Places rows, already padded to divide over the devices, sharded on rows.
+def shard_rows(array, mesh: Mesh) -> jax.Array:
+  """Places rows, already padded to divide over the devices, sharded on rows. `array` is
+  anything with a shape that NumPy-style indexing reads (an ndarray, or data.rows.Rows).
 
   Each process transfers only the rows its own devices own, so with several hosts no device
   receives another host's rows; from Rows (per-host loading) it reads only those rows.
@@ -131,3 +130,10 @@ def check_batch_divides(batch_size: int, mesh: Mesh, field: str) -> None:
         f"{field}={batch_size} does not divide over {devices} devices; use a "
         f"multiple of {devices}."
     )
+
+
+def sync(name: str) -> None:
+  """Waits until every process of a multi-process job gets here (nothing in one process):
+  after process 0 alone changed shared files that the others read next."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)

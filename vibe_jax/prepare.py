@@ -54,6 +54,7 @@ class TrainingSet:
   given_labels: np.ndarray
   true_labels: np.ndarray  # the given labels where the truth is unknown
   poison_mask: np.ndarray
+  num_classes: int  # the data set's, or the features file's (declared or checked)
   augment: Callable | None = None  # images: the training transform
   preprocess: Callable | None = None  # images: the eval transform
 
@@ -128,6 +129,7 @@ def load_sets(
   if variant.finetune_backbone:
     experiment = experiment_lib.build_experiment(config, lazy_train=per_host)
     train, test = experiment.poisoned_train, experiment.poisoned_test
+    experiment_lib.check_batch_sizes(config, mesh, len(train.labels))
     pipeline = transforms.get_pipeline(config.dataset.name)
     forward = load_backbone(os.path.expanduser(config.backbone.checkpoint))
     extract = lambda images: features_lib.backbone_features(
@@ -139,6 +141,7 @@ def load_sets(
         given_labels=train.labels.astype(np.int32),
         true_labels=train.true_labels,
         poison_mask=train.poison_mask.astype(bool),
+        num_classes=experiment.dataset.num_classes,
         augment=pipeline.train,
         preprocess=pipeline.eval,
     )
@@ -153,8 +156,10 @@ def load_sets(
     return training, _eval_sets(arrays, mesh, pipeline.eval)
   if config.features.file:
     arrays = features_lib.read_feature_file(config.features.file)
+    experiment_lib.check_batch_sizes(config, mesh, len(arrays["train_labels"]))
   else:
     experiment = experiment_lib.build_experiment(config, lazy_train=per_host)
+    experiment_lib.check_batch_sizes(config, mesh, len(experiment.poisoned_train.labels))
     arrays = features_lib.experiment_feature_arrays(config, experiment, workdir, mesh)
   given = arrays["train_labels"].astype(np.int32)
   training = TrainingSet(
@@ -163,6 +168,7 @@ def load_sets(
       given_labels=given,
       true_labels=arrays.get("train_true_labels", given),
       poison_mask=arrays.get("train_poison_mask", np.zeros(len(given), bool)).astype(bool),
+      num_classes=int(arrays["num_classes"]),
   )
   return training, _eval_sets(arrays, mesh)
 
@@ -236,13 +242,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
   """The four steps of the module docstring."""
   variant = get_variant(config.variant)
   training, eval_sets = load_sets(config, workdir, mesh)
-  num_classes = 1 + int(
-      max(
-          training.given_labels.max(),
-          eval_sets.clean_labels.max(),
-          eval_sets.attacker_labels.max(),
-      )
-  )
+  num_classes = training.num_classes
   keep, report = leiden_filter(config, variant, training, num_classes)
   kept = np.flatnonzero(keep)
   data = shard_training_data(

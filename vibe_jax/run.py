@@ -16,11 +16,14 @@ import ml_collections
 from vibe_jax import experiment as experiment_lib
 from vibe_jax import features as features_lib
 from vibe_jax.em import loop
-from vibe_jax.files import write_json_atomically
+from vibe_jax import files
+from vibe_jax import workdir as workdir_lib
+from vibe_jax.checkpoint import saved_steps
 from vibe_jax.prepare import Prepared, prepare
 from vibe_jax.report import predictions as predictions_lib
 from vibe_jax.report import report as report_lib
 from vibe_jax.report import snapshots, writers
+from vibe_jax.variants import get_variant
 
 __all__ = ["evaluate_checkpoint", "extract_features", "format_results_table", "train_and_evaluate"]
 
@@ -51,20 +54,23 @@ def _snapshots(
   )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, *, restart: bool = False
+) -> dict:
   """Poisons the data, trains the undefended baseline and VIBE, writes results.json.
 
-  Resumes each phase from its checkpoints in workdir/checkpoints/<phase>.
+  Resumes each phase from its checkpoints in workdir/checkpoints/<phase> when the workdir
+  holds this experiment (vibe_jax.workdir); a workdir of another experiment is refused
+  unless `restart`, which moves its contents aside and starts over.
   """
   experiment_lib.validate_config(config)
   mesh = experiment_lib.setup_devices(config)
+  experiment_lib.check_batch_sizes(config, mesh)
   started = time.time()
   primary = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
-  if primary:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+  identity = workdir_lib.open_workdir(config, workdir, restart=restart)
   prepared = prepare(config, workdir, mesh)
+  workdir_lib.record_experiment(config, workdir, identity)
   log = writers.MetricWriter(workdir, tensorboard=config.report.tensorboard)
   results = _results_header(config)
   if prepared.filter_report is not None:
@@ -80,6 +86,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         evaluate=prepared.eval_sets.evaluate,
         log=log.writer(phase.name),
         on_estep=_snapshots(config, prepared, phase, workdir),
+        fingerprint=identity.fingerprint,
     )
     predictions[phase.name] = prepared.eval_sets.predict(model)
     results[phase.name] = prepared.eval_sets.evaluate(model, predictions[phase.name])
@@ -97,7 +104,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           poisoned_attacker_labels=eval_sets.attacker_labels,
           num_classes=prepared.num_classes,
       )
-    write_json_atomically(os.path.join(workdir, "results.json"), results)
+    files.write_json_atomically(os.path.join(workdir, "results.json"), results)
     print(format_results_table(results))
     if config.report.enabled:
       _write_report(workdir)
@@ -118,22 +125,37 @@ def _write_report(workdir: str) -> None:
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """--mode eval: the saved models of `workdir` on the clean and the poisoned test sets."""
+  """--mode eval: the saved models of `workdir` on the clean and the poisoned test sets.
+
+  The workdir must hold this experiment (vibe_jax.workdir) and a checkpoint of each phase;
+  both are checked before any data is loaded.
+  """
   experiment_lib.validate_config(config)
   mesh = experiment_lib.setup_devices(config)
+  experiment_lib.check_batch_sizes(config, mesh)
+  identity = workdir_lib.check_workdir(config, workdir, required=True)
+  phases = loop.phases(config, get_variant(config.variant).train_mu_y)
+  for phase in phases:
+    directory = os.path.join(workdir, "checkpoints", phase.name)
+    if not saved_steps(directory):
+      raise FileNotFoundError(
+          f"No training checkpoint in {directory}; train first (--mode train) with the same "
+          "--workdir and --config."
+      )
   prepared = prepare(config, workdir, mesh)
   results = _results_header(config)
-  for phase in loop.phases(config, prepared.variant.train_mu_y):
+  for phase in phases:
     model, step = loop.restore_model(
         prepared.new_model(phase.kappa),
         prepared.data,
         os.path.join(workdir, "checkpoints", phase.name),
         phase,
+        fingerprint=identity.fingerprint,
     )
     results[phase.name] = {**prepared.eval_sets.evaluate(model), "step": step}
   if jax.process_index() == 0:
-    write_json_atomically(os.path.join(workdir, "eval.json"), results)
-    print(format_results_table(results))
+    print(format_results_table(results))  # first: the table survives a failed write
+    files.write_json_atomically(os.path.join(workdir, "eval.json"), results)
   return results
 
 

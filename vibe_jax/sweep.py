@@ -6,9 +6,11 @@
 
 Each run is `python main.py --config PATH:VARIANT --workdir DIR/<config>_<variant> OVERRIDES`
 in a subprocess (a crash or a leak in one run cannot take the others down), with its output
-in <run>/run.log. A run whose results.json exists is skipped, so an interrupted sweep
-resumes where it stopped. DIR/sweep.md and DIR/sweep.csv hold the table: one row per config
-(attack), ACC / ASR / RA of the baseline and of VIBE for each variant.
+in <run>/run.log. A run whose results.json exists for the same overrides (stored in
+<run>/sweep_overrides.json) is skipped, so an interrupted sweep resumes where it stopped;
+one run with other overrides starts over, its old contents moved to <run>/replaced-<time>/.
+DIR/sweep.md and DIR/sweep.csv hold the table: one row per config (attack), ACC / ASR / RA
+of the baseline and of VIBE for each variant.
 
 The command line is parsed here (argparse) rather than in main.py because a sweep is a
 driver of main.py, not a mode of it; the functions below take explicit arguments.
@@ -26,7 +28,9 @@ import shlex
 import subprocess
 import sys
 import time
+from typing import NoReturn
 
+from vibe_jax import errors, files
 from vibe_jax.variants import get_variant
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(ROOT, "main.py")
 METRICS = ("acc", "asr", "ra")
+OVERRIDES_FILE = "sweep_overrides.json"  # the overrides a pair's workdir was run with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,14 +111,25 @@ def plan(config_paths: list[str], variants: list[str], workdir: str) -> list[Swe
 
 
 def run_all(runs: list[SweepRun], overrides: list[str], log=print) -> list[SweepRun]:
-  """Runs each pair without results.json; returns the runs that failed."""
+  """Runs each pair that has no results.json for these overrides; returns the runs that
+  failed. A pair run before with other overrides (or of unknown ones) starts over: what its
+  workdir held is moved to <workdir>/replaced-<time>/ (nothing deleted)."""
   failed = []
   for index, run in enumerate(runs, 1):
     prefix = f"[{index}/{len(runs)}] {run.name}:{run.variant}"
-    if os.path.exists(run.results_path):
+    stored = _stored_overrides(run)
+    if stored == overrides and os.path.exists(run.results_path):
       log(f"{prefix} skipped: {run.results_path} exists")
       continue
+    if stored != overrides and os.path.isdir(run.workdir) and os.listdir(run.workdir):
+      moved = files.move_contents_aside(run.workdir)
+      previous = "unknown overrides" if stored is None else f"overrides {shlex.join(stored)!r}"
+      log(f"{prefix}: ran before with {previous}; starting over (moved to {moved})")
     os.makedirs(run.workdir, exist_ok=True)
+    files.write_json_atomically(
+        os.path.join(run.workdir, OVERRIDES_FILE),
+        {"config": f"{run.config_path}:{run.variant}", "overrides": overrides},
+    )
     log(f"{prefix} running in {run.workdir} ...")
     started = time.time()
     with open(os.path.join(run.workdir, "run.log"), "a") as output:
@@ -135,6 +151,17 @@ def run_all(runs: list[SweepRun], overrides: list[str], log=print) -> list[Sweep
         + ", ".join(f"{m.upper()} {100 * vibe[m]:.1f}" for m in METRICS)
     )
   return failed
+
+
+def _stored_overrides(run: SweepRun) -> list[str] | None:
+  """The overrides the pair's workdir was last run with (None: not recorded, or unreadable)."""
+  path = os.path.join(run.workdir, OVERRIDES_FILE)
+  try:
+    with open(path) as f:
+      stored = json.load(f).get("overrides")
+  except (OSError, ValueError, AttributeError):
+    return None
+  return stored if isinstance(stored, list) else None
 
 
 def _tail(path: str, lines: int = 15) -> str:
@@ -211,7 +238,7 @@ def write_tables(runs: list[SweepRun], variants: list[str], workdir: str) -> tup
   """workdir/sweep.csv (raw fractions) and workdir/sweep.md (percent); returns both paths."""
   header, rows = sweep_table(runs, variants)
   csv_path, md_path = os.path.join(workdir, "sweep.csv"), os.path.join(workdir, "sweep.md")
-  with open(csv_path, "w", newline="") as f:
+  with files.open_atomically(csv_path, newline="") as f:
     writer = csv.writer(f)
     writer.writerow(header)
     writer.writerows([["" if value is None else value for value in row] for row in rows])
@@ -238,14 +265,29 @@ def write_tables(runs: list[SweepRun], variants: list[str], workdir: str) -> tup
   notes = baseline_notes(runs)
   if notes:
     lines += ["", *(f"Note: {note}" for note in notes)]
-  with open(md_path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  files.write_text_atomically(md_path, "\n".join(lines) + "\n")
   return md_path, csv_path
 
 
+PROGRAM = "python -m vibe_jax.sweep"
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+  """argparse with its errors as one line and exit code 2 (without the usage block)."""
+
+  def error(self, message: str) -> NoReturn:
+    errors.exit_with_user_error(self.prog, f"{message} (see --help)")
+
+
 def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-      prog="python -m vibe_jax.sweep",
+  """The command line; a user error is one line and exit code 2 (VIBE_JAX_TRACEBACK=1 adds
+  the traceback), a failed run is exit code 1."""
+  return errors.run_reporting_user_errors(PROGRAM, lambda: _main(argv), verbosity_flag=False)
+
+
+def _main(argv: list[str] | None) -> int:
+  parser = _ArgumentParser(
+      prog=PROGRAM,
       description=__doc__.split("\n\n")[0],
       formatter_class=argparse.RawDescriptionHelpFormatter,
   )

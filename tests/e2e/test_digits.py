@@ -1,7 +1,6 @@
 """The defense end to end on digits at the configs' own schedules (the issue's thresholds):
 the undefended baseline learns each attack, VIBE neutralises it and keeps the accuracy."""
 
-import json
 import shutil
 
 import jax.numpy as jnp
@@ -16,21 +15,22 @@ from vibe_jax import metrics, run
 def train_variants(module, variants, root):
   """{variant: results} of `module`'s config for each variant (report off). The undefended
   baseline does not depend on the variant (the same features, head, objective and
-  schedule): the first run trains it, the others get its checkpoints and the cached
-  features copied into their workdir and resume it at its last step."""
+  schedule): the first run trains it, the others run without it (a workdir's checkpoints
+  belong to its experiment, so they cannot be copied across variants) and report the first
+  run's baseline; they reuse its cached features."""
   results, first = {}, None
   for variant in variants:
     workdir = root / variant
+    overrides = {} if first is None else {"baseline.enabled": False}
     if first is not None:
-      shutil.copytree(first / "checkpoints" / "baseline", workdir / "checkpoints" / "baseline")
+      workdir.mkdir()
       shutil.copy(first / "features.npz", workdir / "features.npz")
-    results[variant] = run.train_and_evaluate(experiment_config(module, variant), str(workdir))
+    results[variant] = run.train_and_evaluate(
+        experiment_config(module, variant, overrides), str(workdir)
+    )
+    if first is not None:
+      results[variant]["baseline"] = results[variants[0]]["baseline"]
     first = first or workdir
-  for workdir in [root / variant for variant in variants[1:]]:
-    with open(workdir / "log.jsonl") as f:
-      records = [json.loads(line) for line in f]
-    # Resumed at its last step: the baseline trained no further step in this run.
-    assert not [r for r in records if r["phase"] == "baseline" and r["kind"] == "train"]
   return results
 
 
@@ -48,7 +48,6 @@ THRESHOLDS = [
 )
 def test_vibe_defends_digits(tmp_path, module, baseline_asr, vibe_asr, vibe_acc):
   both = train_variants(module, ("a", "f"), tmp_path)
-  assert both["f"]["baseline"] == both["a"]["baseline"]
   for results in both.values():
     assert results["baseline"]["asr"] >= baseline_asr, results  # the attack works
     assert results["vibe"]["asr"] <= vibe_asr, results  # VIBE neutralises it

@@ -1,4 +1,4 @@
-"""Tests for vibe_jax.filtering: exact kNN, the centroid outlier rule, the Leiden filter."""
+"""Tests for vibe_jax.knn (exact kNN) and vibe_jax.filtering (outlier rule, Leiden filter)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import scipy.spatial.distance
 
 from vibe_jax.filtering import (
     LeidenFilterResult,
-    exact_knn,
     filter_report,
     flag_poison_cluster,
     leiden_poison_filter,
 )
+from vibe_jax.knn import exact_knn
 
 NUM_CLASSES = 5
 DIM = 16

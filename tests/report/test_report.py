@@ -6,6 +6,8 @@ import os
 import pathlib
 import shutil
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -70,6 +72,26 @@ def test_final_eval_records_match_results(finished):
   final = {r["phase"]: r for r in records_of(workdir) if r["kind"] == "eval" and r["step"] == 40}
   for name in ("baseline", "vibe"):
     assert {m: final[name][m] for m in ("acc", "asr", "ra")} == results[name]
+
+
+def test_writing_metrics_leaves_torch_unimported(tmp_path):
+  """tensorboardX's SummaryWriter imports torch (seconds at every run's start); the
+  MetricWriter writes its event files without it."""
+  code = (
+      "import sys\n"
+      "from vibe_jax.report import writers\n"
+      f"w = writers.MetricWriter({str(tmp_path)!r})\n"
+      "w.write('vibe', {'step': 1, 'kind': 'train', 'loss': 0.5})\n"
+      "w.close()\n"
+      "print('torch' in sys.modules)\n"
+  )
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  result = subprocess.run(
+      [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+  )
+  assert result.stdout.strip() == "False", result.stderr
+  (events,) = (tmp_path / "tensorboard" / "vibe").glob("events.out.tfevents.*")
+  assert read_events(events) == {"train/loss": [(1, 0.5)]}
 
 
 def test_tensorboard_events_hold_every_record(finished):

@@ -69,7 +69,8 @@ def test_crop_matches_torch_crop_then_bilinear_resize(images, seed, size):
   image = images[seed]
   crop_key = jax.random.split(key, 5)[0]  # augment_image's first key
   top, left, h, w = (
-      int(v) for v in augment._crop_box(crop_key, 16, 16, (0.08, 1.0), (3 / 4, 4 / 3))
+      int(v)
+      for v in transforms.random_resized_crop_box(crop_key, 16, 16, (0.08, 1.0), (3 / 4, 4 / 3))
   )
   assert 0 <= top and top + h <= 16 and 0 <= left and left + w <= 16
   box = torch.from_numpy(np.array(image[top : top + h, left : left + w])).permute(2, 0, 1)

@@ -26,6 +26,8 @@ import re
 import numpy as np
 from PIL import Image
 
+from vibe_jax import errors, files
+
 _IMAGE_DIRS = ("imgs", "data")
 _ARRAY_SUFFIXES = (".npy", "", ".pt")
 
@@ -68,13 +70,13 @@ def load_test(path: str) -> PrePoisonedTest:
   if os.path.isdir(path):
     return _read_folder_test(path)
   if path.endswith(".npz") and os.path.isfile(path):
-    with np.load(path) as npz:
-      _require(npz, ("data", "labels"), path)
-      return PrePoisonedTest(
-          _images(npz["data"], path),
-          _labels(npz["labels"], path),
-          _labels(npz["true_labels"], path) if "true_labels" in npz else None,
-      )
+    npz = files.read_npz(path, f"attack.params.test_file={path!r}")
+    _require(npz, ("data", "labels"), path)
+    return PrePoisonedTest(
+        _images(npz["data"], path),
+        _labels(npz["labels"], path),
+        _labels(npz["true_labels"], path) if "true_labels" in npz else None,
+    )
   raise FileNotFoundError(
       f"attack.params.test_file={path!r} is neither an .npz file nor a " "folder of <i>.png images."
   )
@@ -94,10 +96,10 @@ def poison_indices_from(stored: np.ndarray, num_samples: int, where: str) -> np.
   return np.sort(indices)
 
 
-def _require(npz, keys: tuple[str, ...], path: str) -> None:
-  missing = [k for k in keys if k not in npz.files]
+def _require(npz: dict[str, np.ndarray], keys: tuple[str, ...], path: str) -> None:
+  missing = [k for k in keys if k not in npz]
   if missing:
-    raise KeyError(f"{path} lacks arrays {missing}; it has {npz.files}.")
+    raise errors.MissingArraysError(f"{path} lacks arrays {missing}; it has {sorted(npz)}.")
 
 
 def _images(data: np.ndarray, where: str) -> np.ndarray:
@@ -118,18 +120,20 @@ def _images(data: np.ndarray, where: str) -> np.ndarray:
 
 
 def _labels(labels: np.ndarray, where: str) -> np.ndarray:
+  """Integer labels, flattened; kept in their stored dtype, so that the attack's range check
+  (it knows the class count) sees a label like 2**40 as it is, not wrapped to int32."""
   labels = np.asarray(labels).reshape(-1)
-  if not np.issubdtype(labels.dtype, np.integer):
+  if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f"{where}: labels must be integers, got {labels.dtype}.")
-  return labels.astype(np.int32)
+  return labels
 
 
 def _read_npz_train(path: str) -> PrePoisonedTrain:
-  with np.load(path) as npz:
-    _require(npz, ("data", "labels", "poisoned_set"), path)
-    images = _images(npz["data"], path)
-    labels = _labels(npz["labels"], path)
-    poisoned = poison_indices_from(npz["poisoned_set"], len(labels), path)
+  npz = files.read_npz(path, f"attack.params.train_file={path!r}")
+  _require(npz, ("data", "labels", "poisoned_set"), path)
+  images = _images(npz["data"], path)
+  labels = _labels(npz["labels"], path)
+  poisoned = poison_indices_from(npz["poisoned_set"], len(labels), path)
   if len(images) != len(labels):
     raise ValueError(f"{path}: {len(images)} images but {len(labels)} labels.")
   return PrePoisonedTrain(images, labels, poisoned)

@@ -28,6 +28,7 @@ CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The embedded digits set (white strokes on black), mapped to [-1, 1].
 DIGITS_MEAN, DIGITS_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+_CROP_ATTEMPTS = 10
 
 
 def normalize(images: jax.Array, mean: tuple[float, ...], std: tuple[float, ...]) -> jax.Array:
@@ -56,43 +57,47 @@ def random_crop(key: jax.Array, images: jax.Array, size: int, padding: int) -> j
   return jax.vmap(cut)(padded, rows, cols)
 
 
-def _crop_box(
+def random_resized_crop_box(
     key: jax.Array,
     height: int,
     width: int,
     scale: tuple[float, float],
     ratio: tuple[float, float],
-    attempts: int = 10,
-):
-  """torchvision RandomResizedCrop.get_params for one image: (top, left, h, w) floats."""
-  area = height * width
-  keys = jax.random.split(key, 4)
-  target_area = area * jax.random.uniform(keys[0], (attempts,), minval=scale[0], maxval=scale[1])
-  log_ratio = jax.random.uniform(
-      keys[1], (attempts,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """(top, left, crop height, crop width) as int32 for one image: torchvision's
+  RandomResizedCrop.get_params (area fraction ~ U(scale), log aspect ~ U(log ratio), ten
+  attempts, then the centred box with the aspect clamped to `ratio`)."""
+  area_key, ratio_key, top_key, left_key = jax.random.split(key, 4)
+  target_area = (height * width) * jax.random.uniform(
+      area_key, (_CROP_ATTEMPTS,), minval=scale[0], maxval=scale[1]
   )
-  aspect = jnp.exp(log_ratio)
-  w = jnp.round(jnp.sqrt(target_area * aspect))
-  h = jnp.round(jnp.sqrt(target_area / aspect))
-  ok = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-  first = jnp.argmax(ok)
-  # Fallback (no attempt fits): the centred crop with the aspect ratio clamped to `ratio`.
+  aspect = jnp.exp(
+      jax.random.uniform(
+          ratio_key, (_CROP_ATTEMPTS,), minval=math.log(ratio[0]), maxval=math.log(ratio[1])
+      )
+  )
+  crop_w = jnp.round(jnp.sqrt(target_area * aspect)).astype(jnp.int32)
+  crop_h = jnp.round(jnp.sqrt(target_area / aspect)).astype(jnp.int32)
+  valid = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
+
   in_ratio = width / height
   if in_ratio < ratio[0]:
-    fallback_w, fallback_h = width, round(width / ratio[0])
+    fallback_w, fallback_h = width, int(round(width / ratio[0]))
   elif in_ratio > ratio[1]:
-    fallback_w, fallback_h = round(height * ratio[1]), height
+    fallback_w, fallback_h = int(round(height * ratio[1])), height
   else:
     fallback_w, fallback_h = width, height
-  h = jnp.where(ok.any(), h[first], fallback_h)
-  w = jnp.where(ok.any(), w[first], fallback_w)
-  top = jnp.where(
-      ok.any(), jnp.floor(jax.random.uniform(keys[2]) * (height - h + 1)), (height - h) // 2
-  )
-  left = jnp.where(
-      ok.any(), jnp.floor(jax.random.uniform(keys[3]) * (width - w + 1)), (width - w) // 2
-  )
-  return top, left, h, w
+
+  first = jnp.argmax(valid)  # index of the first valid attempt (0 if none)
+  any_valid = jnp.any(valid)
+  crop_h = jnp.where(any_valid, crop_h[first], fallback_h)
+  crop_w = jnp.where(any_valid, crop_w[first], fallback_w)
+  # Uniform integer offsets in [0, H - h] and [0, W - w].
+  top = jnp.floor(jax.random.uniform(top_key) * (height - crop_h + 1)).astype(jnp.int32)
+  left = jnp.floor(jax.random.uniform(left_key) * (width - crop_w + 1)).astype(jnp.int32)
+  top = jnp.where(any_valid, top, (height - fallback_h) // 2)
+  left = jnp.where(any_valid, left, (width - fallback_w) // 2)
+  return top, left, crop_h, crop_w
 
 
 def random_resized_crop(
@@ -102,12 +107,18 @@ def random_resized_crop(
     scale: tuple[float, float] = (0.08, 1.0),
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> jax.Array:
-  """A random box per image (area fraction `scale`, aspect `ratio`, torchvision's rule),
-  resized bilinearly (antialiased) to size x size; float32 on the input's scale."""
+  """A random box per image (random_resized_crop_box), resized bilinearly to size x size;
+  float32 on the input's scale.
+
+  Antialiased like torchvision's RandomResizedCrop (PIL, and tensors since 0.17), because
+  ImageNet boxes are often shrunk to 224; unlike torchvision, the box's outermost output
+  pixels blend in the image just past its border (ssl/augment.py's exact crop-then-resize
+  does not, but never antialiases).
+  """
   height, width = images.shape[1:3]
 
   def one(key, image):
-    top, left, h, w = _crop_box(key, height, width, scale, ratio)
+    top, left, h, w = random_resized_crop_box(key, height, width, scale, ratio)
     factor = jnp.stack([size / h, size / w])
     return jax.image.scale_and_translate(
         image.astype(jnp.float32),

@@ -17,11 +17,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 from flax import nnx
 from jax.sharding import Mesh
 
 from vibe_jax import engine, metrics, parallel
-from vibe_jax.checkpoint import TrainCheckpoints
+from vibe_jax.checkpoint import CheckpointMismatchError, TrainCheckpoints
 from vibe_jax.em import estep, inference, mstep
 from vibe_jax.em.data import TrainData
 from vibe_jax.models.vibe import VibeModel
@@ -145,9 +146,36 @@ def run_estep(
   given = parallel.to_host(data.given_labels)[: data.num_valid]
   record = metrics.pseudo_label_diagnostics(host_labels, given, data.true_labels, data.poison_mask)
   record.update(
-      sinkhorn_iterations=int(solver.iterations), sinkhorn_error=float(solver.marginal_error)
+      sinkhorn_iterations=int(solver.iterations),
+      sinkhorn_error=float(solver.marginal_error),
+      sinkhorn_converged=int(solver.converged),  # 1 or 0: a TensorBoard scalar too
   )
   return labels, record
+
+
+def _check_estep(record: dict, phase: Phase, step: int) -> None:
+  """A non-finite Sinkhorn error stops the run (its pseudo-labels mean nothing); one that
+  did not fall below the threshold is a warning (the pseudo-labels are approximate), also
+  in the record's sinkhorn_converged."""
+  settings, error = phase.estep, record["sinkhorn_error"]
+  if not math.isfinite(error):
+    raise FloatingPointError(
+        f"{phase.desc} E-step at iteration {step}: the Sinkhorn marginal error is {error}; "
+        f"lower estep.lam={settings.lam} or vibe.kappa / vibe.nu, or check the features "
+        "for NaN/inf."
+    )
+  if not record["sinkhorn_converged"]:
+    logging.warning(
+        "%s E-step at iteration %d: Sinkhorn did not converge (marginal error %.3g, "
+        "estep.threshold=%g, %d iterations, estep.max_iterations=%d); the pseudo-labels are "
+        "approximate. Raise estep.max_iterations or lower estep.lam.",
+        phase.desc,
+        step,
+        error,
+        settings.threshold,
+        record["sinkhorn_iterations"],
+        settings.max_iterations,
+    )
 
 
 def _format_record(record: dict) -> str:
@@ -166,6 +194,7 @@ def fit(
     evaluate: Callable[[VibeModel], dict] | None = None,
     log: Callable[[dict], None] = lambda record: None,
     on_estep: Callable[[int, VibeModel, jax.Array], None] | None = None,
+    fingerprint: str | None = None,
 ) -> VibeModel:
   """Trains `model` for phase.steps iterations (resuming from `checkpoint_dir`), returns it.
 
@@ -173,7 +202,8 @@ def fit(
   0. `log` receives one record per chunk (loss, learning rates), per E-step (diagnostics)
   and per evaluation (`evaluate`, every phase.eval_every iterations). `on_estep(step, model,
   pseudo_labels)` runs after each E-step on every process (the pseudo-labels are the sharded
-  (N_padded,) array), e.g. to snapshot it for the report.
+  (N_padded,) array), e.g. to snapshot it for the report. `fingerprint`: the experiment's
+  (vibe_jax.workdir), saved with each checkpoint and checked on restore.
   """
   if phase.objective not in mstep.OBJECTIVES:
     raise ValueError(f"objective {phase.objective!r} is not one of {mstep.OBJECTIVES}.")
@@ -191,14 +221,17 @@ def fit(
   pseudo_labels, start = data.given_labels, 0
   checkpoints = None
   if checkpoint_dir is not None:
-    checkpoints = TrainCheckpoints(checkpoint_dir, save_every=phase.checkpoint_every)
-    latest = checkpoints.latest_step()
-    if latest is not None:
-      saved = checkpoints.restore(
-          latest, _train_state(params, rest, opt_state, pseudo_labels, latest, key)
-      )
+    checkpoints = TrainCheckpoints(
+        checkpoint_dir, save_every=phase.checkpoint_every, fingerprint=fingerprint
+    )
+    restored = checkpoints.restore_latest(
+        _train_state(params, rest, opt_state, _unpadded(pseudo_labels, data, mesh), 0, key)
+    )
+    if restored is not None:
+      _, saved = restored
       params, rest, opt_state = saved["params"], saved["rest"], saved["opt_state"]
-      pseudo_labels, start = saved["pseudo_labels"], int(saved["step"])
+      pseudo_labels, start = _padded(saved["pseudo_labels"], data, mesh), int(saved["step"])
+      _check_step(start, phase, checkpoint_dir)
       key = jax.random.wrap_key_data(saved["key"])
       print(f"{phase.desc}: resumed from the checkpoint at iteration {start}")
   step_fn = mstep.MStep(
@@ -210,10 +243,7 @@ def fit(
       augment=data.augment,
       batch_sharding=parallel.data_sharded(mesh),
   )
-  state = mstep.MStepState.start(params, rest, opt_state, data.num_valid)
-  state = state._replace(
-      **parallel.replicate_tree({"epoch": state.epoch, "permutation": state.permutation}, mesh)
-  )
+  state = mstep.MStepState.start(params, rest, opt_state, data.num_valid, mesh)
   host_loop = engine.use_host_loop(convolutional=model.backbone is not None)
   learning_rates = mstep.learning_rates(phase.optimizer, phase.train_mu_y)
   period = phase.estep.period if phase.estep else math.inf
@@ -231,6 +261,7 @@ def fit(
         current = nnx.merge(graphdef, state.params, state.rest)
         pseudo_labels, record = run_estep(current, data, phase.estep, first=begin == 0)
         log({"step": begin, "kind": "estep", **record})
+        _check_estep(record, phase, begin)
         if on_estep is not None:
           on_estep(begin, current, pseudo_labels)
         bar.write(f"E-step @ {begin}: {_format_record(record)}")
@@ -257,15 +288,39 @@ def fit(
       )
       log({"step": end, "kind": "train", "loss": loss, **learning_rates})
       bar.set_postfix(loss=f"{loss:.4f}")
-      if checkpoints is not None:
+      if checkpoints is not None and checkpoints.due(end, force=end == phase.steps):
+        unpadded = _unpadded(pseudo_labels, data, mesh)
         checkpoints.save(
-            end,
-            _train_state(state.params, state.rest, state.opt_state, pseudo_labels, end, key),
-            force=end == phase.steps,
+            end, _train_state(state.params, state.rest, state.opt_state, unpadded, end, key)
         )
   if checkpoints is not None:
     checkpoints.close()
   return nnx.merge(graphdef, state.params, state.rest)
+
+
+def _check_step(step: int, phase: Phase, checkpoint_dir: str) -> None:
+  """A checkpoint past the phase's end belongs to a longer schedule: resuming from it would
+  train on and log its iterations as this schedule's."""
+  if step > phase.steps:
+    raise CheckpointMismatchError(
+        f"the checkpoint in {checkpoint_dir} is at iteration {step}, beyond "
+        f"{phase.section}.steps={phase.steps}; use the config it was trained with, a fresh "
+        "--workdir, or --restart to start over."
+    )
+
+
+def _unpadded(pseudo_labels: jax.Array, data: TrainData, mesh: Mesh) -> jax.Array:
+  """The real rows' pseudo-labels, replicated: what a checkpoint stores, so that a run can
+  resume on a device count that pads the rows differently."""
+  return parallel.replicate(parallel.to_host(pseudo_labels)[: data.num_valid], mesh)
+
+
+def _padded(saved: jax.Array, data: TrainData, mesh: Mesh) -> jax.Array:
+  """Saved pseudo-labels padded as data's rows are (the last row repeated, which is also
+  what the E-step gives a padding row) and sharded on rows again."""
+  labels = parallel.to_host(saved)[: data.num_valid]
+  index = np.minimum(np.arange(data.inputs.shape[0]), data.num_valid - 1)
+  return parallel.shard_rows(labels[index], mesh)
 
 
 def _train_state(params, rest, opt_state, pseudo_labels, step, key) -> dict:
@@ -280,20 +335,28 @@ def _train_state(params, rest, opt_state, pseudo_labels, step, key) -> dict:
 
 
 def restore_model(
-    model: VibeModel, data: TrainData, checkpoint_dir: str, phase: Phase
+    model: VibeModel,
+    data: TrainData,
+    checkpoint_dir: str,
+    phase: Phase,
+    fingerprint: str | None = None,
 ) -> tuple[VibeModel, int]:
-  """`model` with the params and BatchNorm statistics of the latest checkpoint, and its step."""
-  checkpoints = TrainCheckpoints(checkpoint_dir, save_every=1)
-  latest = checkpoints.latest_step()
-  if latest is None:
+  """`model` with the params and BatchNorm statistics of the latest intact checkpoint (of
+  the experiment `fingerprint`, when given), and its step."""
+  checkpoints = TrainCheckpoints(checkpoint_dir, save_every=1, fingerprint=fingerprint)
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  opt_state = mstep.make_optimizer(phase.optimizer, params, phase.train_mu_y).init(params)
+  mesh = data.given_labels.sharding.mesh
+  like = _train_state(
+      params, rest, opt_state, _unpadded(data.given_labels, data, mesh), 0, jax.random.key(0)
+  )
+  restored = checkpoints.restore_latest(like, move_corrupt=False)  # eval changes nothing
+  checkpoints.close()
+  if restored is None:
     raise FileNotFoundError(
         f"No training checkpoint in {checkpoint_dir}; train first "
         "(--mode train) with the same --workdir."
     )
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  opt_state = mstep.make_optimizer(phase.optimizer, params, phase.train_mu_y).init(params)
-  saved = checkpoints.restore(
-      latest, _train_state(params, rest, opt_state, data.given_labels, latest, jax.random.key(0))
-  )
-  checkpoints.close()
-  return nnx.merge(graphdef, saved["params"], saved["rest"]), latest
+  step, saved = restored
+  _check_step(step, phase, checkpoint_dir)
+  return nnx.merge(graphdef, saved["params"], saved["rest"]), step

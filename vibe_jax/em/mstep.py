@@ -12,12 +12,13 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh
 
-from vibe_jax import engine
+from vibe_jax import engine, parallel
 
 OBJECTIVES = ("vibe", "baseline")
 
@@ -96,9 +97,15 @@ class MStepState(NamedTuple):
   permutation: jax.Array
 
   @classmethod
-  def start(cls, params, rest, opt_state, num_samples: int) -> "MStepState":
-    """A state whose first step draws its epoch's order (epoch -1 matches none)."""
-    return cls(params, rest, opt_state, np.int32(-1), np.zeros((num_samples,), np.int32))
+  def start(
+      cls, params, rest, opt_state, num_samples: int, mesh: Mesh | None = None
+  ) -> "MStepState":
+    """A state whose first step draws its epoch's order (epoch -1 matches none); with a
+    `mesh`, that order is replicated over it like the rest of the state."""
+    sampler = (np.int32(-1), np.zeros((num_samples,), np.int32))
+    if mesh is not None:
+      sampler = parallel.replicate_tree(sampler, mesh)
+    return cls(params, rest, opt_state, *sampler)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Pre-training data filtering: the Leiden poison-cluster filter and its kNN search."""
+"""Pre-training data filtering: the Leiden poison-cluster filter (its kNN search is
+vibe_jax.knn)."""
 
-from vibe_jax.filtering.knn import KnnResult, exact_knn
 from vibe_jax.filtering.leiden import (
     LeidenFilterResult,
     centroid_outlier_scores,
@@ -10,10 +10,8 @@ from vibe_jax.filtering.leiden import (
 )
 
 __all__ = [
-    "KnnResult",
     "LeidenFilterResult",
     "centroid_outlier_scores",
-    "exact_knn",
     "filter_report",
     "flag_poison_cluster",
     "leiden_poison_filter",

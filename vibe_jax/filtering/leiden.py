@@ -19,7 +19,7 @@ import scipy.sparse
 import scipy.spatial.distance
 from absl import logging
 
-from vibe_jax.filtering.knn import exact_knn
+from vibe_jax.knn import exact_knn
 
 __all__ = [
     "LeidenFilterResult",

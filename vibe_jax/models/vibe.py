@@ -15,12 +15,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vibe_jax.normalize import l2_normalize
+
 LIKELIHOODS = ("a", "f")  # A: input-agnostic p(y|l); F: x-conditioned p(y|l, x).
 _HIGHEST = jax.lax.Precision.HIGHEST  # keep float32 on TPU/GPU (no bf16/TF32 passes)
-
-
-def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-12) -> jax.Array:
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), eps)
 
 
 class VibeHead(nnx.Module):

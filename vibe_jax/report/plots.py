@@ -14,6 +14,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import PercentFormatter
 
+from vibe_jax.normalize import l2_normalize
+
 __all__ = [
     "PROJECTIONS",
     "plot_confusion",
@@ -162,11 +164,6 @@ def umap_available() -> bool:
   return True
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-  x = np.asarray(x, np.float32)
-  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def _project(features: np.ndarray, prototypes: np.ndarray, method: str, seed: int = 0):
   """2-D coordinates of the samples and, in the same map, of the prototypes."""
   if method == "pca":
@@ -213,8 +210,11 @@ def plot_projection(snapshots: list[dict[str, np.ndarray]], path: str, method: s
   for ax, snapshot in zip(axes, shown):
     num_classes = snapshot["mu_z"].shape[0]
     colors = _class_colors(num_classes)
-    prototypes = _unit_rows(np.concatenate([snapshot["mu_z"], snapshot["mu_y"]]))
-    points, centres, labels = _project(_unit_rows(snapshot["features"]), prototypes, method)
+    prototypes = l2_normalize(
+        np.asarray(np.concatenate([snapshot["mu_z"], snapshot["mu_y"]]), np.float32)
+    )
+    features = l2_normalize(np.asarray(snapshot["features"], np.float32))
+    points, centres, labels = _project(features, prototypes, method)
     pseudo = snapshot["pseudo_labels"]
     poisoned = snapshot["poison_mask"].astype(bool)
     restored = pseudo == snapshot["true_labels"]
@@ -306,15 +306,11 @@ def plot_projection(snapshots: list[dict[str, np.ndarray]], path: str, method: s
   return _save(figure, path)
 
 
-def _confusion(true_labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-  counts = np.zeros((num_classes, num_classes), np.int64)
-  np.add.at(counts, (np.asarray(true_labels), np.asarray(predictions)), 1)
-  return counts
-
-
 def plot_confusion(predictions: dict[str, np.ndarray], path: str) -> str:
   """Confusion matrices on the poisoned test set (rows: true label, columns: prediction)
   of the baseline and of VIBE; the attacker's label of each row outlined in red."""
+  from sklearn.metrics import confusion_matrix  # pylint: disable=import-outside-toplevel
+
   num_classes = int(predictions["num_classes"])
   true_labels = predictions["poisoned_true_labels"]
   attacker = predictions["poisoned_attacker_labels"]
@@ -327,7 +323,7 @@ def plot_confusion(predictions: dict[str, np.ndarray], path: str) -> str:
   image = None
   for ax, model in zip(axes, models):
     predicted = predictions[f"{model}_poisoned"]
-    counts = _confusion(true_labels, predicted, num_classes)
+    counts = confusion_matrix(true_labels, predicted, labels=np.arange(num_classes))
     fractions = counts / np.maximum(counts.sum(1, keepdims=True), 1)
     image = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
     if num_classes <= 20:

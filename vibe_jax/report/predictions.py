@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from vibe_jax import files
+
 __all__ = ["load_predictions", "save_predictions"]
 
 
@@ -40,10 +42,7 @@ def save_predictions(
       poisoned_attacker_labels=np.asarray(poisoned_attacker_labels, np.int32),
       num_classes=np.int64(num_classes),
   )
-  temporary = path + ".tmp"
-  with open(temporary, "wb") as f:
-    np.savez(f, **arrays)
-  os.replace(temporary, path)
+  files.save_npz_atomically(path, **arrays)
 
 
 def load_predictions(path: str) -> dict[str, np.ndarray] | None:

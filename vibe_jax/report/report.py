@@ -13,6 +13,8 @@ import json
 import os
 from typing import Callable
 
+from vibe_jax import files
+from vibe_jax import workdir as workdir_lib
 from vibe_jax.report import plots, snapshots, writers
 from vibe_jax.report import predictions as predictions_lib
 
@@ -162,21 +164,37 @@ def _estep_section(records: list[dict]) -> list[str]:
       ]
       for r in esteps
   ]
-  return [
-      "Percent of the training samples whose pseudo-label equals the true label, of "
-      "the poisoned ones restored to their true label, and of all agreeing with the "
-      "given label.",
-      "",
-  ] + _table(
+  return (
       [
-          "iteration",
-          "pseudo-label = true",
-          "poison restored",
-          "pseudo-label = given",
-          "Sinkhorn iterations",
-      ],
-      rows,
+          "Percent of the training samples whose pseudo-label equals the true label, of "
+          "the poisoned ones restored to their true label, and of all agreeing with the "
+          "given label.",
+          "",
+      ]
+      + _table(
+          [
+              "iteration",
+              "pseudo-label = true",
+              "poison restored",
+              "pseudo-label = given",
+              "Sinkhorn iterations",
+          ],
+          rows,
+      )
+      + _not_converged(esteps)
   )
+
+
+def _not_converged(esteps: list[dict]) -> list[str]:
+  """A note on the E-steps whose Sinkhorn did not converge (approximate pseudo-labels)."""
+  late = [str(r["step"]) for r in esteps if r.get("sinkhorn_converged") == 0]
+  if not late:
+    return []
+  return [
+      "",
+      f"Sinkhorn did not converge at the E-step(s) of iteration(s) {', '.join(late)} "
+      "(marginal error above estep.threshold): their pseudo-labels are approximate.",
+  ]
 
 
 def _plot_or_note(
@@ -202,6 +220,24 @@ def _plot_or_note(
   return lines + [caption, "", f"![{title}]({relative})", ""]
 
 
+def _check_experiment(workdir: str, stored: dict | None, given: dict | None) -> None:
+  """Refuses a --config of another experiment than the workdir's, and a config.json that
+  is not the one experiment.json records (vibe_jax.workdir): a report titled with the wrong
+  attack or variant is worse than none."""
+  recorded = workdir_lib.recorded_identity(workdir)
+  if recorded is None:
+    return
+  for name, config in (("--config", given), ("config.json", stored)):
+    identity = None if config is None else workdir_lib.identity_of(config, hash_files=False)
+    if identity is not None and not workdir_lib.same_experiment(recorded, identity):
+      raise workdir_lib.WorkdirMismatchError(
+          f"{name} does not describe the experiment of {workdir} (its "
+          f"{workdir_lib.EXPERIMENT_FILE}): "
+          + workdir_lib.describe_differences(recorded, identity)
+          + ("; drop --config, or pass the one the run used." if name == "--config" else ".")
+      )
+
+
 def write_report(workdir: str, config: dict | None = None, projection: str = "pca") -> str:
   """Regenerates workdir/plots/*.png and workdir/report.md; returns report.md's path.
 
@@ -219,6 +255,7 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
         "the default projection 'pca'."
     )
   stored = _read_json(os.path.join(workdir, "config.json"))
+  _check_experiment(workdir, stored, config)
   if stored is not None and config is not None and json.loads(json.dumps(config)) != stored:
     print(
         "Note: the report describes the workdir's config.json (what the run used), not "
@@ -322,8 +359,5 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
       workdir,
   )
   path = os.path.join(workdir, "report.md")
-  temporary = path + ".tmp"
-  with open(temporary, "w") as f:
-    f.write("\n".join(lines).rstrip() + "\n")
-  os.replace(temporary, path)
+  files.write_text_atomically(path, "\n".join(lines).rstrip() + "\n")
   return path

@@ -24,10 +24,11 @@ import re
 import jax
 import numpy as np
 
-from vibe_jax import parallel
+from vibe_jax import files, parallel
 from vibe_jax.em import inference
 from vibe_jax.em.data import TrainData
 from vibe_jax.models.vibe import VibeModel
+from vibe_jax.normalize import l2_normalize
 
 __all__ = ["EstepSnapshots", "estep_iterations", "load_snapshots", "MAX_POINTS"]
 
@@ -38,10 +39,6 @@ _NAME = re.compile(r"estep_(\d+)\.npz$")
 def estep_iterations(steps: int, period: int) -> list[int]:
   """The iterations at which `em.loop.fit` runs an E-step: 0, period, 2 period, ... < steps."""
   return list(range(0, steps, period))
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _replicated_to_host(array: jax.Array) -> np.ndarray:
@@ -90,19 +87,16 @@ class EstepSnapshots:
     features = features[: self._data.num_valid][self._indices].astype(np.float32)
     os.makedirs(self._directory, exist_ok=True)
     path = os.path.join(self._directory, f"estep_{step}.npz")
-    temporary = path + ".tmp"
-    with open(temporary, "wb") as f:
-      np.savez(
-          f,
-          features=_unit_rows(features).astype(np.float16),
-          pseudo_labels=pseudo[: self._data.num_valid][self._indices].astype(np.int32),
-          indices=self._indices,
-          step=np.int64(step),
-          mu_z=_replicated_to_host(model.head.mu_z[...]).astype(np.float32),
-          mu_y=_replicated_to_host(model.head.mu_y[...]).astype(np.float32),
-          **self._labels,
-      )
-    os.replace(temporary, path)
+    files.save_npz_atomically(
+        path,
+        features=l2_normalize(features).astype(np.float16),
+        pseudo_labels=pseudo[: self._data.num_valid][self._indices].astype(np.int32),
+        indices=self._indices,
+        step=np.int64(step),
+        mu_z=_replicated_to_host(model.head.mu_z[...]).astype(np.float32),
+        mu_y=_replicated_to_host(model.head.mu_y[...]).astype(np.float32),
+        **self._labels,
+    )
 
 
 def load_snapshots(directory: str) -> list[dict[str, np.ndarray]]:

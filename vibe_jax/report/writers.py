@@ -1,21 +1,34 @@
 """Metric records to JSON lines and TensorBoard event files, from process 0 only.
 
 Each record is a dict {"step": int, "kind": "train" | "estep" | "eval", <name>: value, ...}
-that `loop.fit` emits. log.jsonl keeps every record verbatim (the report reads it back);
+that `loop.fit` emits. log.jsonl keeps every record verbatim (the report reads it back),
+as standard JSON: a non-finite value is written as null, not as NaN or Infinity;
 TensorBoard receives each numeric value as the scalar `<kind>/<name>` at `step`, one
 event directory per phase (workdir/tensorboard/<phase>), so baseline and VIBE curves of
 the same tag overlay in one chart.
+
+The event files are written with tensorboardX's event writer and protos, imported without
+tensorboardX's package __init__: that imports SummaryWriter, and with it torch whenever
+torch is installed, seconds at the start of every run for nothing a scalar needs.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
 import json
 import math
 import numbers
 import os
+import sys
+import time
+from types import ModuleType
 from typing import Callable
 
 import jax
+
+from vibe_jax import files
 
 __all__ = ["MetricWriter", "read_log", "scalars_of"]
 
@@ -34,6 +47,25 @@ def scalars_of(record: dict) -> dict[str, float]:
   return scalars
 
 
+@functools.cache
+def _tensorboardx_modules() -> tuple[ModuleType, ModuleType, ModuleType]:
+  """tensorboardX's event_file_writer, event_pb2 and summary_pb2, none of which imports
+  torch, loaded under a bare stand-in for the package when tensorboardX is not imported
+  yet. The stand-in is then dropped, so a later `import tensorboardX` runs in full."""
+  stand_in = "tensorboardX" not in sys.modules
+  if stand_in:
+    spec = importlib.util.find_spec("tensorboardX")
+    sys.modules["tensorboardX"] = importlib.util.module_from_spec(spec)  # __init__ not run
+  try:
+    return tuple(
+        importlib.import_module(f"tensorboardX.{name}")
+        for name in ("event_file_writer", "proto.event_pb2", "proto.summary_pb2")
+    )
+  finally:
+    if stand_in:
+      del sys.modules["tensorboardX"]
+
+
 class MetricWriter:
   """Appends to workdir/log.jsonl and writes workdir/tensorboard/<phase>/events.*.
 
@@ -47,7 +79,7 @@ class MetricWriter:
     self._primary = jax.process_index() == 0
     self._tensorboard = tensorboard
     self._jsonl = open(os.path.join(workdir, "log.jsonl"), "a") if self._primary else None
-    self._summaries = {}
+    self._events = {}
 
   def writer(self, phase: str) -> Callable[[dict], None]:
     """A `log` callback for `loop.fit` that tags every record with `phase`."""
@@ -60,26 +92,32 @@ class MetricWriter:
   def write(self, phase: str, record: dict) -> None:
     if not self._primary:
       return
-    self._jsonl.write(json.dumps({"phase": phase, **record}) + "\n")
+    line = json.dumps(files.json_safe({"phase": phase, **record}), allow_nan=False)
+    self._jsonl.write(line + "\n")
     self._jsonl.flush()
     if self._tensorboard:
-      summary = self._summary(phase)
-      for tag, value in scalars_of(record).items():
-        summary.add_scalar(tag, value, global_step=int(record["step"]))
-      summary.flush()
+      self._write_scalars(phase, int(record["step"]), scalars_of(record))
 
-  def _summary(self, phase: str):
-    if phase not in self._summaries:
-      # Imported on first use: tensorboardX imports torch when it is installed (~1 s).
-      from tensorboardX import SummaryWriter
-
-      self._summaries[phase] = SummaryWriter(os.path.join(self._workdir, "tensorboard", phase))
-    return self._summaries[phase]
+  def _write_scalars(self, phase: str, step: int, scalars: dict[str, float]) -> None:
+    """One event holding the record's scalars, in workdir/tensorboard/<phase>/events.*."""
+    event_file_writer, event_pb2, summary_pb2 = _tensorboardx_modules()
+    if phase not in self._events:
+      directory = os.path.join(self._workdir, "tensorboard", phase)
+      os.makedirs(directory, exist_ok=True)
+      self._events[phase] = event_file_writer.EventsWriter(os.path.join(directory, "events"))
+    values = [summary_pb2.Summary.Value(tag=tag, simple_value=v) for tag, v in scalars.items()]
+    if values:
+      self._events[phase].write_event(
+          event_pb2.Event(
+              wall_time=time.time(), step=step, summary=summary_pb2.Summary(value=values)
+          )
+      )
+    self._events[phase].flush()
 
   def close(self) -> None:
-    for summary in self._summaries.values():
-      summary.close()
-    self._summaries = {}
+    for events in self._events.values():
+      events.close()
+    self._events = {}
     if self._jsonl is not None:
       self._jsonl.close()
       self._jsonl = None

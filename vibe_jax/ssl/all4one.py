@@ -39,6 +39,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from vibe_jax.models.resnet import ResNet
+from vibe_jax.normalize import l2_normalize
 from vibe_jax.ssl import training
 from vibe_jax.ssl.augment import AugmentConfig
 
@@ -195,7 +196,7 @@ class MomentumEncoder(nnx.Module):
     self.projector = projector
 
   def __call__(self, images: jax.Array) -> jax.Array:
-    return _l2_normalize(self.projector(self.backbone(images)), axis=-1)
+    return l2_normalize(self.projector(self.backbone(images)), axis=-1)
 
 
 class All4OneModel(nnx.Module):
@@ -249,11 +250,6 @@ class All4OneModel(nnx.Module):
     )
 
 
-def _l2_normalize(x: jax.Array, axis: int) -> jax.Array:
-  """F.normalize: x / max(||x||, 1e-12)."""
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
-
-
 def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
 
@@ -261,8 +257,8 @@ def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
 def nnclr_loss(nn: jax.Array, p: jax.Array, temperature: float | jax.Array) -> jax.Array:
   """NNCLR's loss (solo-learn's nnclr_loss_func): cross-entropy of row i of the cosine
   similarities nn_i . p_j / temperature picking j = i."""
-  nn = _l2_normalize(nn.astype(jnp.float32), axis=-1)
-  p = _l2_normalize(p.astype(jnp.float32), axis=-1)
+  nn = l2_normalize(nn.astype(jnp.float32), axis=-1)
+  p = l2_normalize(p.astype(jnp.float32), axis=-1)
   logits = _dot(nn, p.T) / temperature
   return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.diagonal(logits))
 
@@ -286,8 +282,8 @@ def redundancy_loss(
   RMS(off-diagonal), each RMS over both matrices."""
 
   def correlation(m, online):
-    m = _l2_normalize(m.astype(jnp.float32), axis=0)
-    return _dot(m.T, _l2_normalize(online.astype(jnp.float32), axis=0))
+    m = l2_normalize(m.astype(jnp.float32), axis=0)
+    return _dot(m.T, l2_normalize(online.astype(jnp.float32), axis=0))
 
   c1, c2 = correlation(momentum_z[0], z[1]), correlation(momentum_z[1], z[0])
   dim = c1.shape[0]
@@ -507,7 +503,7 @@ def fit(
   momentum_params, momentum_rest = jax.tree.map(jnp.copy, (momentum_params, momentum_rest))
   optimizer = make_optimizer(ssl)
   queue_key = jax.random.fold_in(jax.random.key(seed), _DROPOUT_STREAM + 1)
-  queue = _l2_normalize(
+  queue = l2_normalize(
       jax.random.normal(queue_key, (ssl.queue_size, ssl.projector_output_dim)), axis=1
   )
   state = All4OneState(

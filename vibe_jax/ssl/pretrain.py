@@ -22,10 +22,9 @@ from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from vibe_jax import checkpoint, parallel
+from vibe_jax import checkpoint, files, parallel
 from vibe_jax import experiment as experiment_lib
 from vibe_jax import features as features_lib
-from vibe_jax.files import write_json_atomically
 from vibe_jax.data import transforms
 from vibe_jax.models.backbone import backbone_config, build_backbone, load_backbone
 from vibe_jax.ssl import methods, training
@@ -115,8 +114,9 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   primary = jax.process_index() == 0
   if primary:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "pretrain_config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    files.write_text_atomically(
+        os.path.join(workdir, "pretrain_config.json"), config.to_json_best_effort(indent=2)
+    )
   started = time.time()
   experiment = experiment_lib.build_experiment(config)
   train_images = experiment.poisoned_train.images  # labels deliberately unused
@@ -134,7 +134,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
   ) as log_file:
 
     def log(record: dict) -> None:
-      log_file.write(json.dumps(record) + "\n")
+      log_file.write(json.dumps(files.json_safe(record), allow_nan=False) + "\n")
       log_file.flush()
 
     model, history = method.fit(
@@ -219,7 +219,7 @@ def _save_and_summarise(
       "devices": num_devices,  # of the mesh, over every process
       "processes": jax.process_count(),
   }
-  write_json_atomically(str(path.parent / "pretrain.json"), summary)
+  files.write_json_atomically(str(path.parent / "pretrain.json"), summary)
   print(
       f"backbone checkpoint: {path}\n"
       f"{method.title} {summary['steps']} steps in {summary['train_seconds']} s, final loss "

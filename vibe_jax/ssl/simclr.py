@@ -18,6 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from vibe_jax.models.resnet import ResNet
+from vibe_jax.normalize import l2_normalize
 from vibe_jax.ssl import training
 from vibe_jax.ssl.augment import AugmentConfig
 
@@ -52,9 +53,10 @@ def nt_xent_loss(z1: jax.Array, z2: jax.Array, temperature: float | jax.Array) -
 
   Cosine similarities over `temperature`; each row's candidates are the other 2B - 1
   embeddings (itself excluded), the positive being the other view of the same image.
+  Not optax.ntxent: it agrees (to 1e-7) but broadcasts to (2B, 2B, D) for the cosines,
+  0.8 GB of temporaries and ~180x slower at batch 256, dimension 256 (CPU).
   """
-  z = jnp.concatenate([z1, z2]).astype(jnp.float32)
-  z = z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+  z = l2_normalize(jnp.concatenate([z1, z2]).astype(jnp.float32))
   count = z.shape[0]
   half = count // 2
   logits = jnp.matmul(z, z.T, precision=jax.lax.Precision.HIGHEST) / temperature

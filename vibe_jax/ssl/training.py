@@ -59,9 +59,9 @@ def learning_rate_schedule(ssl: ml_collections.ConfigDict) -> optax.Schedule:
   A run shorter than the warmup (a smoke test with --config.ssl.steps=5) simply ends
   inside it, rather than failing.
   """
-  warmup = optax.linear_schedule(0.0, ssl.lr, ssl.warmup_steps)
-  decay = optax.cosine_decay_schedule(ssl.lr, max(ssl.steps - ssl.warmup_steps, 1))
-  return optax.join_schedules([warmup, decay], [ssl.warmup_steps])
+  return optax.warmup_cosine_decay_schedule(
+      0.0, ssl.lr, ssl.warmup_steps, max(ssl.steps, ssl.warmup_steps + 1)
+  )
 
 
 def _is_kernel(params: nnx.State) -> nnx.State:

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from vibe_jax.data import prepoisoned
+from vibe_jax.data import checks, prepoisoned
 from vibe_jax.data.attacks.base import ATTACKS, Attack, PoisonedTestSet, PoisonedTrainSet
 
 
@@ -47,9 +47,16 @@ class PrePoisoned(Attack):
           f"the data set's are {self.image_shape}; use files made for it."
       )
 
+  def _check_labels(self, labels: np.ndarray, field: str, path: str, name: str) -> np.ndarray:
+    """`labels` as int32, each in [0, num_classes) (the error names the file and index)."""
+    where = f"attack.params.{field}={path!r}"
+    checks.check_rows(labels, where, name)
+    return checks.check_labels(labels, self.num_classes, where, name)
+
   def poison_train(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTrainSet:
     stored = prepoisoned.load_train(self.train_file)
     self._check_shape(stored.images, "train_file", self.train_file)
+    given = self._check_labels(stored.labels, "train_file", self.train_file, "labels")
     if len(stored.labels) != len(labels):
       raise ValueError(
           f"attack.params.train_file={self.train_file!r} holds "
@@ -62,15 +69,18 @@ class PrePoisoned(Attack):
     if stored.cover_indices is not None:
       cover_mask = np.zeros(len(labels), bool)
       cover_mask[stored.cover_indices] = True
-    return PoisonedTrainSet(
-        stored.images, stored.labels, labels.astype(np.int32), poison_mask, cover_mask
-    )
+    return PoisonedTrainSet(stored.images, given, labels.astype(np.int32), poison_mask, cover_mask)
 
   def poison_test(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTestSet:
     stored = prepoisoned.load_test(self.test_file)
     self._check_shape(stored.images, "test_file", self.test_file)
+    checks.check_rows(stored.images, f"attack.params.test_file={self.test_file!r}", "data")
     count = len(stored.images)
-    true = stored.true_labels
+    true, attacker = stored.true_labels, stored.attacker_labels
+    if true is not None:
+      true = self._check_labels(true, "test_file", self.test_file, "true_labels")
+    if attacker is not None:
+      attacker = self._check_labels(attacker, "test_file", self.test_file, "labels")
     if true is None:
       keep = self.candidate_mask(labels)
       if keep.sum() != count:
@@ -80,7 +90,6 @@ class PrePoisoned(Attack):
             "take them from; add true_labels to the file or check attack.target."
         )
       true = labels[keep].astype(np.int32)
-    attacker = stored.attacker_labels
     if attacker is None:
       attacker = self.attacker_labels(true)
     if not len(true) == len(attacker) == count:

@@ -1,10 +1,12 @@
-"""Exact k-nearest neighbours of a feature set within itself, on device.
+"""Exact k-nearest neighbours on device: one search for the Leiden filter and the SSL kNN
+monitor (a module of its own, so that neither package imports the other).
 
 The Leiden filter needs a kNN graph over the whole training set (50k samples for CIFAR, up
-to 1.28M for ImageNet). A dense (N, N) distance matrix does not fit at that scale, so the
-search is blocked: queries are processed ``query_chunk_size`` at a time and, for each query
-block, the database is scanned ``database_chunk_size`` rows at a time while a running top-k
-is kept. Peak memory is O(query_chunk_size * database_chunk_size) on top of the features.
+to 1.28M for ImageNet); the kNN monitor, the training-set neighbours of every test sample.
+A dense (N, N) distance matrix does not fit at that scale, so the search is blocked:
+queries are processed ``query_chunk_size`` at a time and, for each query block, the
+database is scanned ``database_chunk_size`` rows at a time while a running top-k is kept.
+Peak memory is O(query_chunk_size * database_chunk_size) on top of the features.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ __all__ = ["KnnResult", "exact_knn"]
 
 
 class KnnResult(NamedTuple):
-  """Neighbours of every sample, nearest first (self-matches excluded)."""
+  """Neighbours of every query, nearest first."""
 
-  indices: np.ndarray  # (N, k) int32
-  distances: np.ndarray  # (N, k) float32, euclidean
+  indices: np.ndarray  # (queries, k) int32, rows of the features
+  distances: np.ndarray  # (queries, k) float32, euclidean
 
 
-@functools.partial(jax.jit, static_argnames=("num_neighbors",))
+@functools.partial(jax.jit, static_argnames=("num_neighbors", "exclude_self"))
 def _knn_query_block(
     queries: jax.Array,
     query_offset: jax.Array,
@@ -35,10 +37,13 @@ def _knn_query_block(
     num_valid: jax.Array,
     *,
     num_neighbors: int,
+    exclude_self: bool,
 ) -> tuple[jax.Array, jax.Array]:
   """Top-k of one query block against the whole (blocked, padded) database.
 
   Returns squared distances (from the |q|^2 - 2 q.x + |x|^2 expansion) and global indices.
+  With `exclude_self` the queries are database rows from `query_offset` on, each excluded
+  from its own neighbours.
   """
   num_queries = queries.shape[0]
   num_blocks, block_size, _ = database_blocks.shape
@@ -52,7 +57,9 @@ def _knn_query_block(
     cross = jnp.dot(queries, rows.T, precision=jax.lax.Precision.HIGHEST)
     neg_sq = -(query_sq_norms[:, None] - 2.0 * cross + row_sq_norms[None, :])
     row_ids = block_id * block_size + jnp.arange(block_size, dtype=jnp.int32)
-    invalid = (row_ids[None, :] >= num_valid) | (row_ids[None, :] == query_ids[:, None])
+    invalid = row_ids[None, :] >= num_valid
+    if exclude_self:
+      invalid = invalid | (row_ids[None, :] == query_ids[:, None])
     neg_sq = jnp.where(invalid, -jnp.inf, neg_sq)
     block_vals, block_pos = jax.lax.top_k(neg_sq, num_neighbors)
     # Running results first: on ties top_k keeps the earlier (lower) global index.
@@ -83,33 +90,53 @@ def exact_knn(
     features: np.ndarray | jax.Array,
     num_neighbors: int,
     *,
+    queries: np.ndarray | jax.Array | None = None,
     query_chunk_size: int = 1024,
     database_chunk_size: int = 65536,
 ) -> KnnResult:
-  """Exact euclidean kNN of every row of ``features`` among the other rows.
+  """Exact euclidean kNN among the rows of ``features``: of each row of ``queries``, or
+  without ``queries``, of every row of ``features`` among the other rows.
 
-  Each sample's own index is excluded (duplicates of it are still valid neighbours). Ties
-  are broken towards the lower index. Computation is float32 on the default device.
+  Without ``queries`` each sample's own index is excluded (duplicates of it are still valid
+  neighbours). Ties are broken towards the lower index. Computation is float32 on the
+  default device.
 
   Args:
-    features: (N, D) array.
-    num_neighbors: k, with 1 <= k < N.
+    features: (N, D) array, the database.
+    num_neighbors: k, with 1 <= k < N (1 <= k <= N with ``queries``).
+    queries: optional (M, D) array.
     query_chunk_size: queries per jitted call; the last chunk is padded, so one compile.
     database_chunk_size: database rows per scan step; lower it if (query_chunk_size x
       database_chunk_size) float32 does not fit on the device.
 
   Returns:
-    KnnResult with (N, k) int32 indices and float32 distances, nearest first.
+    KnnResult with (M, k) (or (N, k)) int32 indices into ``features`` and float32
+    distances, nearest first.
   """
   features = jnp.asarray(features, dtype=jnp.float32)
   if features.ndim != 2:
     raise ValueError(f"features must be 2-D (N, D); got shape {features.shape}.")
   num_samples = features.shape[0]
-  if not 1 <= num_neighbors < num_samples:
-    raise ValueError(
-        f"num_neighbors must be in [1, N) = [1, {num_samples}); got {num_neighbors}. "
-        "Use fewer neighbours or more samples."
-    )
+  exclude_self = queries is None
+  if exclude_self:
+    queries = features
+    if not 1 <= num_neighbors < num_samples:
+      raise ValueError(
+          f"num_neighbors must be in [1, N) = [1, {num_samples}); got {num_neighbors}. "
+          "Use fewer neighbours or more samples."
+      )
+  else:
+    queries = jnp.asarray(queries, dtype=jnp.float32)
+    if queries.ndim != 2 or queries.shape[1] != features.shape[1]:
+      raise ValueError(
+          f"queries must be (M, D) with the features' D; got {queries.shape} for features "
+          f"{features.shape}."
+      )
+    if not 1 <= num_neighbors <= num_samples:
+      raise ValueError(
+          f"num_neighbors must be in [1, N] = [1, {num_samples}] (the number of features); "
+          f"got {num_neighbors}."
+      )
   if query_chunk_size < 1:
     raise ValueError(f"query_chunk_size must be >= 1; got {query_chunk_size}.")
   if database_chunk_size < num_neighbors:
@@ -128,25 +155,27 @@ def exact_knn(
   num_valid = jnp.asarray(num_samples, dtype=jnp.int32)
 
   # Queries: pad to whole chunks so every call has the same shape (a single compilation).
-  chunk = min(query_chunk_size, num_samples)
-  num_chunks = -(-num_samples // chunk)
-  queries_padded = jnp.pad(features, ((0, num_chunks * chunk - num_samples), (0, 0)))
+  num_queries = queries.shape[0]
+  chunk = min(query_chunk_size, num_queries)
+  num_chunks = -(-num_queries // chunk)
+  queries_padded = jnp.pad(queries, ((0, num_chunks * chunk - num_queries), (0, 0)))
 
   index_chunks, distance_chunks = [], []
   for chunk_id in range(num_chunks):
     start = chunk_id * chunk
-    queries = jax.lax.dynamic_slice_in_dim(queries_padded, start, chunk, axis=0)
+    query_block = jax.lax.dynamic_slice_in_dim(queries_padded, start, chunk, axis=0)
     _, indices = _knn_query_block(
-        queries,
+        query_block,
         jnp.asarray(start, dtype=jnp.int32),
         database_blocks,
         database_sq_norms,
         num_valid,
         num_neighbors=num_neighbors,
+        exclude_self=exclude_self,
     )
     index_chunks.append(indices)
-    distance_chunks.append(_exact_distances(queries, features[indices]))
+    distance_chunks.append(_exact_distances(query_block, features[indices]))
 
-  indices = np.asarray(jnp.concatenate(index_chunks)[:num_samples])
-  distances = np.asarray(jnp.concatenate(distance_chunks)[:num_samples])
+  indices = np.asarray(jnp.concatenate(index_chunks)[:num_queries])
+  distances = np.asarray(jnp.concatenate(distance_chunks)[:num_queries])
   return KnnResult(indices=indices, distances=distances)
