@@ -18,8 +18,8 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python main.py --config configs/digits_badnets.py --workdir runs/digits_badnets
 
-# The whole suite (slow end-to-end tests included); about 7 minutes on 2 cores. Workers steal
-# queued tests from each other; the 15 slowest tests are listed at the end.
+# The whole suite (slow end-to-end tests included); about 11 minutes on 2 idle cores. Workers
+# steal queued tests from each other; the 15 slowest tests are listed at the end.
 PYTEST := $(BIN)/python -m pytest tests -q -n 2 --dist worksteal --durations=15
 test: $(STAMP)
 	$(PYTEST)

@@ -11,13 +11,14 @@ import pytest
 from flax import nnx
 
 from vibe_jax import checkpoint
-from vibe_jax.models import backbone_config, build_backbone, flat_state, load_backbone
+from helpers.models import random_backbone
+from vibe_jax.models import backbone_config, flat_state, load_backbone
 
 CONFIG = {"arch": "resnet18", "stem": "cifar", "width": 4}
 
 
 def test_round_trip_keeps_every_array_and_the_config(tmp_path: pathlib.Path) -> None:
-  model = build_backbone(**CONFIG, seed=7)
+  model = random_backbone(**CONFIG, seed=7)
   path = checkpoint.save_backbone(tmp_path / "bb", CONFIG, nnx.state(model))
 
   model_config, state = checkpoint.load_backbone_checkpoint(path)
@@ -32,7 +33,7 @@ def test_round_trip_keeps_every_array_and_the_config(tmp_path: pathlib.Path) -> 
 
 
 def test_load_backbone_gives_eval_mode_features(tmp_path: pathlib.Path) -> None:
-  model = build_backbone(**CONFIG, seed=1)
+  model = random_backbone(**CONFIG, seed=1)
   for _, bn in nnx.iter_modules(model):  # non-trivial running stats
     if isinstance(bn, nnx.BatchNorm):
       bn.mean[...] = bn.mean[...] + 0.3
@@ -49,7 +50,7 @@ def test_load_backbone_gives_eval_mode_features(tmp_path: pathlib.Path) -> None:
 
 def test_existing_directory_is_kept_unless_overwrite(tmp_path: pathlib.Path) -> None:
   (tmp_path / "bb").mkdir()
-  state = nnx.state(build_backbone(**CONFIG))
+  state = nnx.state(random_backbone(**CONFIG))
   with pytest.raises(FileExistsError, match="overwrite"):
     checkpoint.save_backbone(tmp_path / "bb", CONFIG, state)
   checkpoint.save_backbone(tmp_path / "bb", CONFIG, state, overwrite=True)

@@ -1,10 +1,8 @@
 """The command line (main.py), run in this process: config files with an argument, --config.*
-overrides, the train and eval modes. (report/test_report.py runs --mode report,
-e2e/test_pretrain_pipeline.py --mode pretrain as two processes.)"""
+overrides, the train and eval modes. (reliability/test_cli.py: its errors; report/
+test_report.py: --mode report; e2e/test_pretrain_pipeline.py: --mode pretrain.)"""
 
 import json
-
-import pytest
 
 from helpers.cli import run_main
 
@@ -38,11 +36,3 @@ def test_train_then_eval_reproduces_the_results(tmp_path, capsys):
     assert evaluated[name]["step"] == (40 if name == "baseline" else 30)
     for metric in ("acc", "asr", "ra"):
       assert evaluated[name][metric] == results[name][metric]
-
-
-def test_unknown_override_is_rejected(tmp_path):
-  with pytest.raises(AttributeError, match="stepz"):
-    run_main(
-        "--config", "configs/digits_badnets.py", f"--workdir={tmp_path}", "--config.train.stepz=3"
-    )
-  assert not list(tmp_path.iterdir())

@@ -13,10 +13,11 @@ from flax import nnx
 
 from helpers import ROOT
 from helpers.configs import tiny_config
+from helpers.models import random_backbone
 from helpers.processes import run_processes
 from vibe_jax import run
 from vibe_jax.checkpoint import save_backbone
-from vibe_jax.models import backbone_config, build_backbone
+from vibe_jax.models import backbone_config
 
 HELPER = os.path.join(ROOT, "tests", "helpers", "run_digits.py")
 
@@ -41,7 +42,7 @@ def test_two_processes_match_one(tmp_path):
   save_backbone(
       backbone,
       backbone_config("resnet18", "cifar", 4),
-      nnx.state(build_backbone("resnet18", "cifar", 4)),
+      nnx.state(random_backbone("resnet18", "cifar", 4)),
   )
   runs = {
       # runlocal: 40 baseline and 40 VIBE steps, E-steps at 0 and 20.

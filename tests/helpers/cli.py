@@ -11,10 +11,12 @@ from absl.testing import flagsaver
 
 
 def run_main(*args: str, program: str = "main") -> None:
-  """Parses `args` into absl's flags as the command line would (config files and their
-  --config.* overrides included) and calls `program`.main. The program is imported afresh
-  inside a flagsaver, so the flags it defines (and the --config.* override flags the
-  parse defines) are gone again afterwards and the next call parses from scratch."""
+  """Runs `program`.main as `app.run(main, flags_parser=parse_flags)` would for the command
+  line `args`: the program's parse_flags (absl's, if it has none) parses them, config files
+  and their --config.* overrides included; a user error exits (SystemExit, code 2) after
+  its one line on stderr. The program is imported afresh inside a flagsaver, so the flags
+  it defines (and the --config.* override flags the parse defines) are gone again
+  afterwards and the next call parses from scratch."""
   argv = [f"{program}.py", *args]
   saved_argv = sys.argv
   sys.argv = argv  # config_flags reads the overrides from sys.argv
@@ -22,7 +24,7 @@ def run_main(*args: str, program: str = "main") -> None:
     with flagsaver.flagsaver():
       sys.modules.pop(program, None)
       module = importlib.import_module(program)
-      module.main(flags.FLAGS(argv))
+      module.main(getattr(module, "parse_flags", flags.FLAGS)(argv))
   finally:
     sys.argv = saved_argv
     sys.modules.pop(program, None)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from helpers.models import random_backbone
 from vibe_jax.models.resnet import ResNet
 
 # torchvision's resnet18 / resnet50 parameter counts (11,689,512 / 25,557,032) minus the fc
@@ -65,7 +66,7 @@ def test_full_width_feature_shape(arch: str, stem: str, size: int, expected_dim:
 @pytest.mark.parametrize("stem, size", [("cifar", 16), ("imagenet", 32)])
 def test_small_forward_shapes(arch: str, expansion: int, stem: str, size: int) -> None:
   width = 4
-  model = ResNet(arch, stem=stem, width=width, rngs=nnx.Rngs(0))
+  model = random_backbone(arch, stem, width)
   model.eval()
   images = jax.random.normal(jax.random.key(1), (3, size, size, 3))
   features = nnx.jit(lambda m, x: m(x))(model, images)
@@ -94,7 +95,7 @@ def test_parameter_names_mirror_torchvision() -> None:
 
 
 def test_split_gives_params_and_batch_stats() -> None:
-  model = ResNet("resnet18", stem="cifar", width=4, rngs=nnx.Rngs(0))
+  model = random_backbone("resnet18", "cifar", 4)
   graphdef, params, batch_stats = nnx.split(model, nnx.Param, nnx.BatchStat)
   param_names = {path[-1] for path, _ in nnx.to_flat_state(params)}
   stat_names = {path[-1] for path, _ in nnx.to_flat_state(batch_stats)}
@@ -105,7 +106,7 @@ def test_split_gives_params_and_batch_stats() -> None:
 
 
 def _tiny_model_with_random_stats() -> ResNet:
-  model = ResNet("resnet18", stem="cifar", width=4, rngs=nnx.Rngs(0))
+  model = random_backbone("resnet18", "cifar", 4)
   rng = np.random.default_rng(0)
   for _, bn in nnx.iter_modules(model):
     if isinstance(bn, nnx.BatchNorm):
@@ -176,7 +177,7 @@ def test_bad_arguments_fail_with_known_names() -> None:
 
 
 def test_bad_inputs_fail_early() -> None:
-  model = ResNet("resnet18", stem="cifar", width=4, rngs=nnx.Rngs(0))
+  model = random_backbone("resnet18", "cifar", 4)
   with pytest.raises(ValueError, match="NHWC"):
     model(jnp.zeros((1, 3, 8, 8)))
   with pytest.raises(ValueError, match="float"):

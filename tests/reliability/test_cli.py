@@ -1,5 +1,9 @@
 """The command lines print one line for a user error (exit code 2) and keep the traceback of
-a bug (exit code 1); --verbosity=1 or VIBE_JAX_TRACEBACK=1 shows a user error's too."""
+a bug (exit code 1); --verbosity=1 or VIBE_JAX_TRACEBACK=1 shows a user error's too.
+
+main.py runs in this process (helpers/cli.run_main, as app.run would run it: a user error
+is SystemExit 2 after its line on stderr, anything else propagates, which is the traceback);
+one user error and one bug run as real processes, for the exit codes themselves."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sys
 
 import pytest
 
+from helpers.cli import run_main
 from vibe_jax import errors
 from vibe_jax import workdir as workdir_lib
 
@@ -41,6 +46,19 @@ def one_line_error(done) -> str:
   return lines[0]
 
 
+def main_user_error(capsys, monkeypatch, *args) -> str:
+  """The single stderr line main.py, run in this process, exits with (code 2)."""
+  monkeypatch.delenv(errors.TRACEBACK_ENV, raising=False)
+  capsys.readouterr()
+  with pytest.raises(SystemExit) as exit_:
+    run_main(*args)
+  err = capsys.readouterr().err
+  lines = [line for line in err.splitlines() if line.strip()]
+  assert exit_.value.code == errors.EXIT_USER_ERROR, err[-3000:]
+  assert len(lines) == 1, err[-3000:]
+  return lines[0]
+
+
 @pytest.mark.parametrize(
     "args,expected",
     [
@@ -57,35 +75,40 @@ def one_line_error(done) -> str:
     ],
     ids=["misspelt-field", "bad-rate", "missing-config", "bad-variant", "eval-empty", "restart"],
 )
-def test_main_user_errors_are_one_line(tmp_path, args, expected):
-  assert expected in one_line_error(cli("main.py", f"--workdir={tmp_path}", *args))
+def test_main_user_errors_are_one_line(tmp_path, capsys, monkeypatch, args, expected):
+  assert expected in main_user_error(capsys, monkeypatch, f"--workdir={tmp_path}", *args)
 
 
-def test_main_refuses_a_workdir_of_another_experiment_in_one_line(tmp_path):
+def test_main_user_error_from_the_command_line(tmp_path):
+  """The real process: exit code 2, one line on stderr."""
+  done = cli("main.py", f"--workdir={tmp_path}", "--config=configs/digits_badnets.py:zz")
+  assert "Unknown variant 'zz' (config field variant)" in one_line_error(done)
+
+
+def test_main_refuses_a_workdir_of_another_experiment_in_one_line(tmp_path, capsys, monkeypatch):
   config = digits.config("a", "badnets")
   workdir_lib.record_experiment(config, str(tmp_path), workdir_lib.identity_of(config))
   (tmp_path / "results.json").write_text("{}")
-  done = cli(
-      "main.py",
+  line = main_user_error(
+      capsys,
+      monkeypatch,
       "--config=configs/digits_blend.py",
       f"--workdir={tmp_path}",
       "--config.report.enabled=False",
   )
-  line = one_line_error(done)
   assert "holds another experiment" in line and "attack.name 'badnets' -> 'blend'" in line
   assert "--restart" in line
 
 
-@pytest.mark.parametrize(
-    "how", [{"env": {errors.TRACEBACK_ENV: "1"}}, {"flag": "--verbosity=1"}], ids=["env", "flag"]
-)
-def test_tracebacks_on_request(tmp_path, how):
-  args = ["main.py", "--config=configs/digits_badnets.py", "--config.attack.rate=2"]
-  done = cli(
-      *args, f"--workdir={tmp_path}", *([how["flag"]] if "flag" in how else []), env=how.get("env")
-  )
-  assert done.returncode != 0
-  assert "Traceback" in done.stderr and "attack.rate=2.0 must lie in (0, 1)" in done.stderr
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_tracebacks_on_request(tmp_path, monkeypatch, how):
+  """With either, the user error is raised (its traceback printed) instead of one line."""
+  monkeypatch.delenv(errors.TRACEBACK_ENV, raising=False)
+  if how == "env":
+    monkeypatch.setenv(errors.TRACEBACK_ENV, "1")
+  args = ["--config=configs/digits_badnets.py", "--config.attack.rate=2", f"--workdir={tmp_path}"]
+  with pytest.raises(Exception, match=r"attack\.rate=2\.0 must lie in \(0, 1\)"):
+    run_main(*args, *(["--verbosity=1"] if how == "flag" else []))
 
 
 BUG = (
