@@ -42,6 +42,7 @@ class UnsafePickleError(errors.UserError):
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
+
   def __init__(
       self,
       stream,

@@ -62,6 +62,7 @@ def test_malicious_batch_is_refused_unrun(tmp_path):
   marker = tmp_path / "ran"
 
   class Payload:
+
     def __reduce__(self):
       return (os.mkdir, (str(marker),))
 
@@ -133,7 +134,9 @@ def test_imagenet1k_folders_read_lazily(tmp_path):
   assert eager.train_images.shape == (6, 16, 16, 3) and eager.test_images.shape == (2, 16, 16, 3)
   np.testing.assert_array_equal(eager.train_labels, [0, 0, 0, 1, 1, 1])
   np.testing.assert_array_equal(eager.test_labels, [0, 1])
-  np.testing.assert_array_equal(lazy.train_images.read(np.array([4, 1])), eager.train_images[[4, 1]])
+  np.testing.assert_array_equal(
+      lazy.train_images.read(np.array([4, 1])), eager.train_images[[4, 1]]
+  )
   with Image.open(tmp_path / "train" / wnids[1] / f"{wnids[1]}_1.JPEG") as image:
     expected = np.asarray(image.convert("RGB").resize((16, 16), Image.BILINEAR))
   np.testing.assert_array_equal(eager.train_images[4], expected)

@@ -61,7 +61,9 @@ def write_python(folder: str, name: str, splits: dict[str, tuple[np.ndarray, np.
   for file, (images, labels) in splits.items():
     batch = {"batch_label": f"{file} of the fake", "data": cifar_rows(images)}
     if name == "cifar100":
-      batch.update(fine_labels=[int(x) for x in labels], coarse_labels=[int(x) // 5 for x in labels])
+      batch.update(
+          fine_labels=[int(x) for x in labels], coarse_labels=[int(x) // 5 for x in labels]
+      )
     else:
       batch["labels"] = [int(x) for x in labels]
     batch["filenames"] = [f"img_{i}.png" for i in range(len(labels))]

@@ -56,7 +56,9 @@ _LAYOUTS = {
     ),
     "cifar100": (
         _Layout("python", "cifar-100-python", "cifar-100-python.tar.gz", ("train",), ("test",)),
-        _Layout("binary", "cifar-100-binary", "cifar-100-binary.tar.gz", ("train.bin",), ("test.bin",)),
+        _Layout(
+            "binary", "cifar-100-binary", "cifar-100-binary.tar.gz", ("train.bin",), ("test.bin",)
+        ),
     ),
 }
 
@@ -77,7 +79,9 @@ def find(name: str, data_dir: str) -> CifarFiles | None:
   lacks files, or a tarball not unpacked, is an error saying what to do."""
   for layout in _LAYOUTS[name]:
     for folder in (os.path.join(data_dir, layout.folder), data_dir):
-      present = [f for f in (*layout.train, *layout.test) if os.path.isfile(os.path.join(folder, f))]
+      present = [
+          f for f in (*layout.train, *layout.test) if os.path.isfile(os.path.join(folder, f))
+      ]
       if not present:
         continue
       missing = [f for f in (*layout.train, *layout.test) if f not in present]
@@ -125,7 +129,9 @@ def _read_python(path: str, fine: bool) -> tuple[np.ndarray, np.ndarray]:
   batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
   label_key = "fine_labels" if fine else "labels"
   if "data" not in batch or label_key not in batch:
-    raise ValueError(f"{path}: a CIFAR batch needs 'data' and {label_key!r}; it has {sorted(batch)}.")
+    raise ValueError(
+        f"{path}: a CIFAR batch needs 'data' and {label_key!r}; it has {sorted(batch)}."
+    )
   images = _to_nhwc(batch["data"], path)
   labels = np.asarray(batch[label_key], np.int64)
   if len(labels) != len(images):
