@@ -255,6 +255,9 @@ def robust_improvement_rate(victim: dict, defended: dict) -> float:
   ) / 2
 
 
+_RATINGS = (("der", defense_effectiveness_rate), ("rir", robust_improvement_rate))
+
+
 @dataclasses.dataclass(frozen=True)
 class _Finished:
   """A run with its results.json and the config.json its workdir holds ({} if none)."""
@@ -309,6 +312,11 @@ def _per_seed(items: list[_Finished], key: str) -> list[dict]:
   return list(seen.values())
 
 
+def _rated(items: list[_Finished], rating) -> list[float]:
+  """`rating` (DER or RIR) of each run's VIBE against its victim (or baseline)."""
+  return [rating(i.results[i.reference], i.results["vibe"]) for i in items if i.reference]
+
+
 def _columns(variants: list[str]) -> list[str]:
   columns = ["config", "dataset", "attack", "label_mode", "rate", "seeds", "reference"]
   for model in ("victim", "baseline", *variants):
@@ -356,14 +364,8 @@ def sweep_table(runs: list[SweepRun], variants: list[str]) -> tuple[list[str], l
         row[f"{variant}_{metric}"], row[f"{variant}_{metric}_std"] = _mean_std(
             [item.results["vibe"][metric] for item in mine]
         )
-      compared = [item for item in mine if item.reference]
-      for metric, rating in (
-          ("der", defense_effectiveness_rate),
-          ("rir", robust_improvement_rate),
-      ):
-        row[f"{variant}_{metric}"], row[f"{variant}_{metric}_std"] = _mean_std(
-            [rating(item.results[item.reference], item.results["vibe"]) for item in compared]
-        )
+      for metric, rating in _RATINGS:
+        row[f"{variant}_{metric}"], row[f"{variant}_{metric}_std"] = _mean_std(_rated(mine, rating))
     rows.append([row.get(column) for column in header])
   return header, rows
 
@@ -411,7 +413,6 @@ def backdoorbench_rows(runs: list[SweepRun], variants: list[str]) -> list[dict]:
       mine = [item for item in items if item.run.variant == variant]
       if not mine:
         continue
-      compared = [item for item in mine if item.reference]
       rows.append(
           {
               **common,
@@ -421,18 +422,7 @@ def backdoorbench_rows(runs: list[SweepRun], variants: list[str]) -> list[dict]:
                   f"test_{m}": _mean_std([item.results["vibe"][m] for item in mine])[0]
                   for m in METRICS
               },
-              **{
-                  metric: _mean_std(
-                      [
-                          rating(item.results[item.reference], item.results["vibe"])
-                          for item in compared
-                      ]
-                  )[0]
-                  for metric, rating in (
-                      ("der", defense_effectiveness_rate),
-                      ("rir", robust_improvement_rate),
-                  )
-              },
+              **{metric: _mean_std(_rated(mine, rating))[0] for metric, rating in _RATINGS},
           }
       )
   return [{column: row.get(column) for column in BACKDOORBENCH_COLUMNS} for row in rows]
