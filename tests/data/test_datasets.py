@@ -54,7 +54,7 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
 
 def test_unknown_dataset_lists_known_ones():
   with pytest.raises(ValueError, match="known: .*cifar10.*digits"):
-    load_dataset("mnist")
+    load_dataset("svhn")
 
 
 def write_image_folder(root, classes, per_class, sizes):
