@@ -15,7 +15,9 @@ from jax.sharding import Mesh
 
 from vibe_jax import features as features_lib
 from vibe_jax import parallel
-from vibe_jax.data import attacks, checks, datasets
+from vibe_jax.data import attacks, checks, datasets, transforms
+from vibe_jax.em.mstep import SCHEDULES
+from vibe_jax.models.resnet import check_args as check_resnet_args
 from vibe_jax.variants import get_variant
 
 __all__ = [
@@ -75,34 +77,57 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       not config.features.file and config.features.extractor == "backbone"
   ):
     _check_backbone_checkpoint(config)
+  if config.victim.enabled:
+    _check_victim(config)
   if config.filter.leiden not in ("auto", "on", "off"):
     raise ValueError(f"filter.leiden={config.filter.leiden!r}; use 'auto', 'on' or 'off'.")
   _check_numbers(config)
 
 
+def _check_victim(config: ml_collections.ConfigDict) -> None:
+  """The deep victim's own choices (config section victim)."""
+  victim = config.victim
+  if victim.init not in ("scratch", "backbone"):
+    raise ValueError(
+        f"victim.init={victim.init!r}; use 'scratch' (a fresh victim.arch) or 'backbone' "
+        "(fine-tune backbone.checkpoint)."
+    )
+  if victim.init == "backbone":
+    _check_backbone_checkpoint(config, "victim.init='backbone' fine-tunes a backbone")
+  else:
+    check_resnet_args(victim.arch, victim.stem, victim.width)
+  if victim.schedule not in SCHEDULES:
+    raise ValueError(f"victim.schedule={victim.schedule!r}; use one of {SCHEDULES}.")
+  transforms.get_pipeline(config.dataset.name)  # its training augmentation
+
+
 # Integer fields that count something (steps, rows, iterations): at least 1.
 _POSITIVE_COUNTS = (
-    *(f"{s}.{f}" for s in ("train", "baseline") for f in ("steps", "batch_size", "log_every")),
-    "train.eval_every",
-    "baseline.eval_every",
+    *(
+        f"{s}.{f}"
+        for s in ("train", "baseline", "victim")
+        for f in ("steps", "batch_size", "log_every", "eval_every")
+    ),
     "estep.period",
     "estep.max_iterations",
     "features.batch_size",
     "filter.num_neighbors",
     "checkpoint.every",
 )
+_PHASES = ("train", "baseline", "victim")  # the config sections that configure an optimiser
 # Real fields: field -> (lowest, highest, whether the lowest is allowed, whether the highest
 # is, an example). The ranges keep the float32 E-step and M-step meaningful: concentrations
 # and lambda of 1e30 or 1e12 made the Sinkhorn error infinite, a negative learning rate
 # trained away from the data, momentum 1 never forgets.
 _BOUNDED = {
-    **{f"{s}.lr": (0.0, math.inf, True, False, 0.01) for s in ("train", "baseline")},
-    **{f"{s}.prior_lr": (0.0, math.inf, True, False, 0.1) for s in ("train", "baseline")},
-    **{f"{s}.weight_decay": (0.0, math.inf, True, False, 5e-4) for s in ("train", "baseline")},
-    **{f"{s}.momentum": (0.0, 1.0, True, False, 0.9) for s in ("train", "baseline")},
+    **{f"{s}.lr": (0.0, math.inf, True, False, 0.01) for s in _PHASES},
+    **{f"{s}.prior_lr": (0.0, math.inf, True, False, 0.1) for s in _PHASES},
+    **{f"{s}.weight_decay": (0.0, math.inf, True, False, 5e-4) for s in _PHASES},
+    **{f"{s}.momentum": (0.0, 1.0, True, False, 0.9) for s in _PHASES},
     "vibe.kappa": (0.0, 1e4, False, True, 10.0),
     "vibe.nu": (0.0, 1e4, False, True, 10.0),
     "baseline.kappa": (0.0, 1e4, False, True, 100.0),
+    "victim.kappa": (0.0, 1e4, False, True, 30.0),
     "vibe.prior_temperature": (0.0, 1e4, False, True, 0.02),
     "estep.lam": (0.0, 1e4, False, True, 25.0),
     "estep.threshold": (0.0, 1.0, False, False, 1e-4),
@@ -141,9 +166,10 @@ def _within(value, low: float, high: float, low_allowed: bool, high_allowed: boo
   return above and below
 
 
-def _check_backbone_checkpoint(config: ml_collections.ConfigDict) -> None:
-  """The backbone a fine-tuned variant or the backbone extractor reads: set, and there."""
-  what = (
+def _check_backbone_checkpoint(config: ml_collections.ConfigDict, what: str = "") -> None:
+  """The backbone a fine-tuned variant, the backbone extractor or the victim reads: set,
+  and there. `what` reads it (default: the variant or the extractor)."""
+  what = what or (
       f"variant {config.variant!r} fine-tunes a backbone"
       if get_variant(config.variant).finetune_backbone
       else "features.extractor='backbone' extracts with a backbone"
@@ -167,7 +193,7 @@ def check_batch_sizes(
 ) -> None:
   """Each phase's batch divides over the mesh's devices and, given the training set's row
   count, fits in it: checked before features are extracted, not after."""
-  sections = ["train"] + (["baseline"] if config.baseline.enabled else [])
+  sections = ["train"] + [s for s in ("baseline", "victim") if config[s].enabled]
   for section in sections:
     batch_size = config[section].batch_size
     parallel.check_batch_divides(batch_size, mesh, f"{section}.batch_size")

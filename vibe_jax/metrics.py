@@ -1,8 +1,16 @@
-"""ACC / ASR / RA (VIBE_SPEC.md section 5) and the E-step pseudo-label diagnostics."""
+"""ACC / ASR / RA (VIBE_SPEC.md section 5), the E-step pseudo-label diagnostics, and
+BackdoorBench's summary ratings of a defense against the undefended victim (DER, RIR)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+RESULT_ROWS = ("victim", "baseline", "vibe")  # results.json's model keys, in table order
+
+
+def result_label(name: str, variant: str) -> str:
+  """A model's name in the results tables: 'victim', 'baseline' or 'VIBE (<variant>)'."""
+  return f"VIBE ({variant})" if name == "vibe" else name
 
 
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
@@ -63,3 +71,20 @@ def pseudo_label_diagnostics(
       "agree_true": accuracy(pseudo_labels, true_labels),
       "poison_restored": accuracy(pseudo_labels[poison_mask], true_labels[poison_mask]),
   }
+
+
+def defense_effectiveness_rate(victim: dict, defended: dict) -> float:
+  """BackdoorBench's DER (SCLBD/BackdoorBench utils/metric.py,
+  defense_effectiveness_rate_simplied, as analysis/visual_metric.py uses it):
+  [max(0, ASR_victim - ASR_defense) - max(0, ACC_victim - ACC_defense) + 1] / 2."""
+  return (
+      max(0.0, victim["asr"] - defended["asr"]) - max(0.0, victim["acc"] - defended["acc"]) + 1
+  ) / 2
+
+
+def robust_improvement_rate(victim: dict, defended: dict) -> float:
+  """BackdoorBench's RIR (the same file, robust_improvement_rate_simplied):
+  [max(0, RA_defense - RA_victim) - max(0, ACC_victim - ACC_defense) + 1] / 2."""
+  return (
+      max(0.0, defended["ra"] - victim["ra"]) - max(0.0, victim["acc"] - defended["acc"]) + 1
+  ) / 2

@@ -30,7 +30,7 @@ from vibe_jax.data import transforms
 from vibe_jax.em import inference
 from vibe_jax.em.data import TrainData, shard_training_data
 from vibe_jax.filtering import filter_report, leiden_poison_filter
-from vibe_jax.models import load_backbone, load_backbone_model
+from vibe_jax.models import build_backbone, load_backbone, load_backbone_model
 from vibe_jax.models.vibe import VibeHead, VibeModel, class_centroids
 from vibe_jax.variants import Variant, get_variant
 
@@ -42,6 +42,7 @@ __all__ = [
     "leiden_filter",
     "load_sets",
     "prepare",
+    "prepare_victim",
 ]
 
 
@@ -118,6 +119,22 @@ def _eval_sets(arrays: dict[str, np.ndarray], mesh: Mesh, preprocess=None) -> Ev
   )
 
 
+def _image_eval_sets(
+    experiment: experiment_lib.Experiment, mesh: Mesh, preprocess: Callable
+) -> EvalSets:
+  """The test sets as images, for a model with a backbone."""
+  test = experiment.poisoned_test
+  arrays = {
+      "test_features": experiment.dataset.test_images,
+      "test_labels": experiment.dataset.test_labels,
+      "poisoned_test_features": test.images,
+      "poisoned_test_labels": test.true_labels,
+      "poisoned_test_targets": test.attacker_labels,
+      **features_lib.attack_index_arrays(test),
+  }
+  return _eval_sets(arrays, mesh, preprocess)
+
+
 def load_sets(
     config: ml_collections.ConfigDict, workdir: str, mesh: Mesh
 ) -> tuple[TrainingSet, EvalSets]:
@@ -128,7 +145,7 @@ def load_sets(
   per_host = experiment_lib.loads_per_host(config)
   if variant.finetune_backbone:
     experiment = experiment_lib.build_experiment(config, lazy_train=per_host)
-    train, test = experiment.poisoned_train, experiment.poisoned_test
+    train = experiment.poisoned_train
     experiment_lib.check_batch_sizes(config, mesh, len(train.labels))
     pipeline = transforms.get_pipeline(config.dataset.name)
     forward = load_backbone(os.path.expanduser(config.backbone.checkpoint))
@@ -145,15 +162,7 @@ def load_sets(
         augment=pipeline.train,
         preprocess=pipeline.eval,
     )
-    arrays = {
-        "test_features": experiment.dataset.test_images,
-        "test_labels": experiment.dataset.test_labels,
-        "poisoned_test_features": test.images,
-        "poisoned_test_labels": test.true_labels,
-        "poisoned_test_targets": test.attacker_labels,
-        **features_lib.attack_index_arrays(test),
-    }
-    return training, _eval_sets(arrays, mesh, pipeline.eval)
+    return training, _image_eval_sets(experiment, mesh, pipeline.eval)
   if config.features.file:
     arrays = features_lib.read_feature_file(config.features.file)
     experiment_lib.check_batch_sizes(config, mesh, len(arrays["train_labels"]))
@@ -234,7 +243,7 @@ class Prepared:
   num_classes: int
   data: TrainData
   eval_sets: EvalSets
-  new_model: ModelFactory
+  new_model: Callable[[float], VibeModel]  # kappa -> a fresh model
   filter_report: dict | None
 
 
@@ -264,4 +273,53 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
       eval_sets=eval_sets,
       new_model=ModelFactory(config, variant, centroids),
       filter_report=report,
+  )
+
+
+def prepare_victim(config: ml_collections.ConfigDict, mesh: Mesh) -> Prepared:
+  """What the undefended deep victim (config section victim) trains on: the whole poisoned
+  training set as augmented images, no filter, and fresh networks (a new backbone of
+  victim.arch / stem / width, or backbone.checkpoint's, under a head at random unit
+  prototypes) scored on the test images."""
+  experiment = experiment_lib.build_experiment(
+      config, lazy_train=experiment_lib.loads_per_host(config)
+  )
+  train = experiment.poisoned_train
+  pipeline = transforms.get_pipeline(config.dataset.name)
+  data = shard_training_data(
+      train.images,
+      train.labels.astype(np.int32),
+      train.true_labels,
+      train.poison_mask.astype(bool),
+      mesh,
+      augment=pipeline.train,
+      preprocess=pipeline.eval,
+  )
+  num_classes = experiment.dataset.num_classes
+
+  def new_model(kappa: float) -> VibeModel:
+    settings = config.victim
+    if settings.init == "backbone":
+      backbone = load_backbone_model(os.path.expanduser(config.backbone.checkpoint))
+    else:
+      backbone = build_backbone(settings.arch, settings.stem, settings.width, seed=config.seed)
+    backbone.train()
+    head = VibeHead(
+        num_classes,
+        backbone.feature_dim,
+        kappa=kappa,
+        nu=config.vibe.nu,
+        prior_temperature=config.vibe.prior_temperature,
+        likelihood="a",
+        rngs=nnx.Rngs(config.seed),
+    )
+    return VibeModel(head, backbone)
+
+  return Prepared(
+      variant=get_variant(config.variant),
+      num_classes=num_classes,
+      data=data,
+      eval_sets=_image_eval_sets(experiment, mesh, pipeline.eval),
+      new_model=new_model,
+      filter_report=None,
   )

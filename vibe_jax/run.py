@@ -16,10 +16,10 @@ import ml_collections
 from vibe_jax import experiment as experiment_lib
 from vibe_jax import features as features_lib
 from vibe_jax.em import loop
-from vibe_jax import files
+from vibe_jax import files, metrics
 from vibe_jax import workdir as workdir_lib
 from vibe_jax.checkpoint import saved_steps
-from vibe_jax.prepare import Prepared, prepare
+from vibe_jax.prepare import Prepared, prepare, prepare_victim
 from vibe_jax.report import predictions as predictions_lib
 from vibe_jax.report import report as report_lib
 from vibe_jax.report import snapshots, writers
@@ -57,7 +57,8 @@ def _snapshots(
 def train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str, *, restart: bool = False
 ) -> dict:
-  """Poisons the data, trains the undefended baseline and VIBE, writes results.json.
+  """Poisons the data, trains the undefended models (deep victim, baseline head) and VIBE,
+  writes results.json.
 
   Resumes each phase from its checkpoints in workdir/checkpoints/<phase> when the workdir
   holds this experiment (vibe_jax.workdir); a workdir of another experiment is refused
@@ -77,21 +78,24 @@ def train_and_evaluate(
     results["leiden_filter"] = prepared.filter_report
   predictions = {}
   for phase in loop.phases(config, prepared.variant.train_mu_y):
+    trains_on = prepare_victim(config, mesh) if phase.name == "victim" else prepared
     model = loop.fit(
-        prepared.new_model(phase.kappa),
-        prepared.data,
+        trains_on.new_model(phase.kappa),
+        trains_on.data,
         phase,
         mesh=mesh,
         checkpoint_dir=os.path.join(workdir, "checkpoints", phase.name),
-        evaluate=prepared.eval_sets.evaluate,
+        evaluate=trains_on.eval_sets.evaluate,
         log=log.writer(phase.name),
         on_estep=_snapshots(config, prepared, phase, workdir),
         fingerprint=identity.fingerprint,
     )
-    predictions[phase.name] = prepared.eval_sets.predict(model)
-    results[phase.name] = prepared.eval_sets.evaluate(model, predictions[phase.name])
+    predictions[phase.name] = trains_on.eval_sets.predict(model)
+    results[phase.name] = trains_on.eval_sets.evaluate(model, predictions[phase.name])
     log.write(phase.name, {"step": phase.steps, "kind": "eval", **results[phase.name]})
   log.close()
+  if "victim" in results:
+    results["vibe"]["der"] = metrics.defense_effectiveness_rate(results["victim"], results["vibe"])
   results["seconds"] = round(time.time() - started, 1)
   if primary:
     if config.report.enabled:
@@ -145,14 +149,15 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   prepared = prepare(config, workdir, mesh)
   results = _results_header(config)
   for phase in phases:
+    trains_on = prepare_victim(config, mesh) if phase.name == "victim" else prepared
     model, step = loop.restore_model(
-        prepared.new_model(phase.kappa),
-        prepared.data,
+        trains_on.new_model(phase.kappa),
+        trains_on.data,
         os.path.join(workdir, "checkpoints", phase.name),
         phase,
         fingerprint=identity.fingerprint,
     )
-    results[phase.name] = {**prepared.eval_sets.evaluate(model), "step": step}
+    results[phase.name] = {**trains_on.eval_sets.evaluate(model), "step": step}
   if jax.process_index() == 0:
     print(format_results_table(results))  # first: the table survives a failed write
     files.write_json_atomically(os.path.join(workdir, "eval.json"), results)
@@ -175,13 +180,13 @@ def extract_features(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 def format_results_table(results: dict) -> str:
-  """Baseline vs VIBE, ACC / ASR / RA in percent."""
+  """The deep victim, the baseline head and VIBE: ACC / ASR / RA in percent."""
   rows = [("model", "ACC", "ASR", "RA")]
-  for name in ("baseline", "vibe"):
+  for name in metrics.RESULT_ROWS:
     if name in results:
       rows.append(
           (
-              name if name == "baseline" else f"VIBE ({results['config']['variant']})",
+              metrics.result_label(name, results["config"]["variant"]),
               *(f"{100 * results[name][m]:.2f}" for m in ("acc", "asr", "ra")),
           )
       )

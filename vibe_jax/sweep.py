@@ -44,6 +44,7 @@ from typing import NoReturn
 import numpy as np
 
 from vibe_jax import errors, files
+from vibe_jax.metrics import defense_effectiveness_rate, robust_improvement_rate
 from vibe_jax.variants import get_variant
 
 __all__ = [
@@ -236,23 +237,6 @@ def _stored_overrides(run: SweepRun) -> list[str] | None:
 def _tail(path: str, lines: int = 15) -> str:
   with open(path, errors="replace") as f:
     return "".join(f.readlines()[-lines:]).rstrip()
-
-
-def defense_effectiveness_rate(victim: dict, defended: dict) -> float:
-  """BackdoorBench's DER (SCLBD/BackdoorBench utils/metric.py,
-  defense_effectiveness_rate_simplied, as analysis/visual_metric.py uses it):
-  [max(0, ASR_victim - ASR_defense) - max(0, ACC_victim - ACC_defense) + 1] / 2."""
-  return (
-      max(0.0, victim["asr"] - defended["asr"]) - max(0.0, victim["acc"] - defended["acc"]) + 1
-  ) / 2
-
-
-def robust_improvement_rate(victim: dict, defended: dict) -> float:
-  """BackdoorBench's RIR (the same file, robust_improvement_rate_simplied):
-  [max(0, RA_defense - RA_victim) - max(0, ACC_victim - ACC_defense) + 1] / 2."""
-  return (
-      max(0.0, defended["ra"] - victim["ra"]) - max(0.0, victim["acc"] - defended["acc"]) + 1
-  ) / 2
 
 
 _RATINGS = (("der", defense_effectiveness_rate), ("rir", robust_improvement_rate))

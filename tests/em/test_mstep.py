@@ -18,22 +18,31 @@ def train_config(**overrides):
   return ml_collections.ConfigDict(values)
 
 
-def numpy_sgd(param, grads, lr, momentum, weight_decay):
-  """torch.optim.SGD: d = g + wd * p; buf = momentum * buf + d; p -= lr * buf."""
+def numpy_sgd(param, grads, lrs, momentum, weight_decay):
+  """torch.optim.SGD: d = g + wd * p; buf = momentum * buf + d; p -= lr_t * buf."""
   buf = None
-  for grad in grads:
+  for grad, lr in zip(grads, lrs, strict=True):
     d = grad + weight_decay * param
     buf = d if buf is None else momentum * buf + d
     param = param - lr * buf
   return param
 
 
-def test_optimizer_matches_torch_sgd_per_group():
+def numpy_lrs(lr, schedule, steps, count):
+  """Constant, or torch's CosineAnnealingLR to 0 over `steps`: lr (1 + cos(pi t / T)) / 2."""
+  if schedule == "constant":
+    return [lr] * count
+  return [lr * (1 + np.cos(np.pi * t / steps)) / 2 for t in range(count)]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_optimizer_matches_torch_sgd_per_group(schedule):
   head = VibeHead(
       3, 4, kappa=10.0, nu=10.0, prior_temperature=0.02, likelihood="a", rngs=nnx.Rngs(0)
   )
   _, params = nnx.split(head, nnx.Param)
-  optimizer = mstep.make_optimizer(train_config(), params)
+  config = train_config(schedule=schedule, steps=4)
+  optimizer = mstep.make_optimizer(config, params)
   state = optimizer.init(params)
   rng = np.random.default_rng(0)
   grads_seq = [
@@ -46,9 +55,17 @@ def test_optimizer_matches_torch_sgd_per_group():
     current = jax.tree.map(lambda p, u: p + u, current, updates)
   for name, lr in [("mu_z", 0.05), ("mu_y", 0.05), ("prior_logits", 0.5)]:
     expected = numpy_sgd(
-        np.asarray(params[name][...]), [np.asarray(g[name][...]) for g in grads_seq], lr, 0.9, 5e-4
+        np.asarray(params[name][...]),
+        [np.asarray(g[name][...]) for g in grads_seq],
+        numpy_lrs(lr, schedule, 4, 3),
+        0.9,
+        5e-4,
     )
     np.testing.assert_allclose(np.asarray(current[name][...]), expected, rtol=1e-5, atol=1e-6)
+  # What the training log reports at step t: the rate of update t.
+  logged = [mstep.learning_rates(config, step=t) for t in range(4)]
+  np.testing.assert_allclose([r["lr"] for r in logged], numpy_lrs(0.05, schedule, 4, 4), rtol=1e-6)
+  np.testing.assert_allclose([r["prior_lr"] for r in logged], numpy_lrs(0.5, schedule, 4, 4))
 
 
 def test_frozen_mu_y_stays_put():

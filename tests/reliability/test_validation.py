@@ -50,6 +50,8 @@ NUMBERS = [
     ("filter.delta", -0.1, r"filter\.delta=-0\.1 must be"),
     ("checkpoint.every", 0, r"checkpoint\.every=0 must be positive"),
     ("parallel.num_devices", -1, r"parallel\.num_devices=-1 must be >= 0"),
+    ("victim.kappa", 0.0, r"victim\.kappa=0\.0 must be a finite number > 0"),  # even off
+    ("victim.eval_every", 0, r"victim\.eval_every=0 must be positive"),
 ]
 
 
@@ -83,8 +85,34 @@ def test_numeric_field_checked_before_any_data(no_data, tmp_path, field, value, 
             FileNotFoundError,
             r"features\.file='/nonexistent/f\.npz' does not exist",
         ),
+        (
+            "a,runlocal",
+            {"victim.enabled": True, "victim.init": "backbone"},
+            ValueError,
+            r"victim\.init='backbone' .*set backbone\.checkpoint",
+        ),
+        (
+            "a,runlocal",
+            {"victim.enabled": True, "victim.init": "pretrained"},
+            ValueError,
+            r"victim\.init='pretrained'; use 'scratch'",
+        ),
+        (
+            "a,runlocal",
+            {"victim.enabled": True, "victim.schedule": "step"},
+            ValueError,
+            r"victim\.schedule='step'; use one of \('constant', 'cosine'\)",
+        ),
     ],
-    ids=["ss_a-unset", "ss_f-missing", "extractor-unset", "features-file-missing"],
+    ids=[
+        "ss_a-unset",
+        "ss_f-missing",
+        "extractor-unset",
+        "features-file-missing",
+        "victim-backbone-unset",
+        "victim-init",
+        "victim-schedule",
+    ],
 )
 def test_missing_files_named_before_any_data(no_data, tmp_path, arg, fields, error, message):
   with pytest.raises(error, match=message):

@@ -27,7 +27,14 @@ from vibe_jax.em import estep, inference, mstep
 from vibe_jax.em.data import TrainData
 from vibe_jax.models.vibe import VibeModel
 
-__all__ = ["EStepSettings", "Phase", "fit", "phases", "restore_model", "run_estep"]
+__all__ = [
+    "EStepSettings",
+    "Phase",
+    "fit",
+    "phases",
+    "restore_model",
+    "run_estep",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +87,10 @@ class Phase:
 
 
 def phases(config: ml_collections.ConfigDict, train_mu_y: bool) -> list[Phase]:
-  """The models a run trains, in order: the undefended baseline (if baseline.enabled), then
-  VIBE. `train_mu_y`: whether VIBE trains mu_y (the variant's choice; the baseline always
-  does)."""
+  """The models a run trains, in order: the undefended deep victim (if victim.enabled; a
+  whole network on images, vibe_jax.prepare.prepare_victim), the undefended baseline head
+  (if baseline.enabled), then VIBE. `train_mu_y`: whether VIBE trains mu_y (the variant's
+  choice; the undefended models always do)."""
 
   def phase(name, section, objective, kappa, train_mu_y, estep_settings, desc):
     fields = config[section]
@@ -103,6 +111,11 @@ def phases(config: ml_collections.ConfigDict, train_mu_y: bool) -> list[Phase]:
         desc=desc,
     )
 
+  undefended = [
+      phase(name, name, "baseline", config[name].kappa, True, None, name)
+      for name in ("victim", "baseline")
+      if config[name].enabled
+  ]
   vibe = phase(
       "vibe",
       "train",
@@ -112,12 +125,7 @@ def phases(config: ml_collections.ConfigDict, train_mu_y: bool) -> list[Phase]:
       EStepSettings.from_config(config),
       f"vibe-{config.variant}",
   )
-  if not config.baseline.enabled:
-    return [vibe]
-  return [
-      phase("baseline", "baseline", "baseline", config.baseline.kappa, True, None, "baseline"),
-      vibe,
-  ]
+  return [*undefended, vibe]
 
 
 def run_estep(
@@ -245,7 +253,6 @@ def fit(
   )
   state = mstep.MStepState.start(params, rest, opt_state, data.num_valid, mesh)
   host_loop = engine.use_host_loop(convolutional=model.backbone is not None)
-  learning_rates = mstep.learning_rates(phase.optimizer, phase.train_mu_y)
   period = phase.estep.period if phase.estep else math.inf
   chunks = engine.chunks(
       start,
@@ -286,7 +293,14 @@ def fit(
           f"lower the learning rate ({phase.section}.lr / {phase.section}.prior_lr) or check "
           "the features for NaN/inf.",
       )
-      log({"step": end, "kind": "train", "loss": loss, **learning_rates})
+      log(
+          {
+              "step": end,
+              "kind": "train",
+              "loss": loss,
+              **mstep.learning_rates(phase.optimizer, phase.train_mu_y, end),
+          }
+      )
       bar.set_postfix(loss=f"{loss:.4f}")
       if checkpoints is not None and checkpoints.due(end, force=end == phase.steps):
         unpadded = _unpadded(pseudo_labels, data, mesh)

@@ -33,6 +33,17 @@ def param_group(path: tuple, train_mu_y: bool = True) -> str:
   return "default"
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def _schedule(train: ml_collections.ConfigDict, learning_rate: float) -> optax.ScalarOrSchedule:
+  """A section's `schedule` ('constant' where it has none; 'cosine' decays to 0 over its
+  steps, what a network trained from scratch needs to reach its accuracy)."""
+  if train.get("schedule", "constant") == "cosine":
+    return optax.cosine_decay_schedule(learning_rate, train.steps)
+  return learning_rate
+
+
 def make_optimizer(
     train: ml_collections.ConfigDict, params: nnx.State, train_mu_y: bool = True
 ) -> optax.GradientTransformation:
@@ -41,7 +52,7 @@ def make_optimizer(
   def sgd(learning_rate: float) -> optax.GradientTransformation:
     return optax.chain(
         optax.add_decayed_weights(train.weight_decay),
-        optax.sgd(learning_rate, momentum=train.momentum or None),
+        optax.sgd(_schedule(train, learning_rate), momentum=train.momentum or None),
     )
 
   labels = jax.tree_util.tree_map_with_path(lambda path, _: param_group(path, train_mu_y), params)
@@ -51,13 +62,20 @@ def make_optimizer(
   )
 
 
-def learning_rates(train: ml_collections.ConfigDict, train_mu_y: bool = True) -> dict[str, float]:
-  """The learning rate of each parameter group, as `make_optimizer` applies them (constant:
-  there is no schedule), for the training logs."""
-  rates = {"lr": float(train.lr), "prior_lr": float(train.prior_lr)}
+def learning_rates(
+    train: ml_collections.ConfigDict, train_mu_y: bool = True, step: int = 0
+) -> dict[str, float]:
+  """The learning rate of each parameter group at `step`, as `make_optimizer` applies
+  them, for the training logs."""
+  rates = {"lr": _at(train, train.lr, step), "prior_lr": _at(train, train.prior_lr, step)}
   if not train_mu_y:
     rates["mu_y_lr"] = 0.0
   return rates
+
+
+def _at(train: ml_collections.ConfigDict, learning_rate: float, step: int) -> float:
+  schedule = _schedule(train, learning_rate)
+  return float(schedule(step) if callable(schedule) else schedule)
 
 
 def objective_loss(

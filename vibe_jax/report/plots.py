@@ -28,6 +28,7 @@ __all__ = [
 
 PROJECTIONS = ("pca", "umap")
 PHASE_TITLES = {
+    "victim": "Undefended deep victim: the whole network, cross-entropy on the given labels",
     "baseline": "Undefended baseline: cross-entropy on the given labels",
     "vibe": "VIBE: -ln P[i, l_i] on the E-step's pseudo-labels",
 }
@@ -308,13 +309,13 @@ def plot_projection(snapshots: list[dict[str, np.ndarray]], path: str, method: s
 
 def plot_confusion(predictions: dict[str, np.ndarray], path: str) -> str:
   """Confusion matrices on the poisoned test set (rows: true label, columns: prediction)
-  of the baseline and of VIBE; the attacker's label of each row outlined in red."""
+  of the undefended models and of VIBE; the attacker's label of each row outlined in red."""
   from sklearn.metrics import confusion_matrix  # pylint: disable=import-outside-toplevel
 
   num_classes = int(predictions["num_classes"])
   true_labels = predictions["poisoned_true_labels"]
   attacker = predictions["poisoned_attacker_labels"]
-  models = [m for m in ("baseline", "vibe") if f"{m}_poisoned" in predictions]
+  models = [m for m in ("victim", "baseline", "vibe") if f"{m}_poisoned" in predictions]
   if not models:
     raise ValueError("no poisoned-test predictions to plot")
   figure = _new_figure(5.2 * len(models) + 0.8, 5.0)
@@ -342,7 +343,7 @@ def plot_confusion(predictions: dict[str, np.ndarray], path: str) -> str:
       ax.add_patch(Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.5))
     asr = np.mean(predicted == attacker)
     ra = np.mean(predicted == true_labels)
-    name = "Baseline (undefended)" if model == "baseline" else "VIBE"
+    name = {"victim": "Victim (undefended)", "baseline": "Baseline (undefended)"}.get(model, "VIBE")
     ax.set(
         title=f"{name}: ASR {asr:.1%}, RA {ra:.1%}", xlabel="predicted label", ylabel="true label"
     )

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Callable
 
-from vibe_jax import files
+from vibe_jax import files, metrics
 from vibe_jax import workdir as workdir_lib
 from vibe_jax.report import plots, snapshots, writers
 from vibe_jax.report import predictions as predictions_lib
@@ -94,7 +94,11 @@ def _status(results: dict | None, records: list[dict], config: dict | None) -> s
   if results is not None:
     return f"Finished run ({results.get('seconds', '?')} s)."
   done = []
-  for phase, field in (("baseline", "baseline.steps"), ("vibe", "train.steps")):
+  for phase, field in (
+      ("victim", "victim.steps"),
+      ("baseline", "baseline.steps"),
+      ("vibe", "train.steps"),
+  ):
     steps = [r["step"] for r in records if r["phase"] == phase and r["kind"] == "train"]
     total = _lookup(config, field) if config else None
     if steps or total:
@@ -110,10 +114,10 @@ def _results_section(results: dict | None, records: list[dict], variant: str) ->
   if results is not None:
     rows = [
         [
-            name if name == "baseline" else f"VIBE ({variant})",
+            metrics.result_label(name, variant),
             *(_percent(results[name].get(m)) for m in ("acc", "asr", "ra")),
         ]
-        for name in ("baseline", "vibe")
+        for name in metrics.RESULT_ROWS
         if name in results
     ]
     lines = _table(header, rows)
@@ -128,11 +132,11 @@ def _results_section(results: dict | None, records: list[dict], variant: str) ->
         "",
     ] + lines
   rows = []
-  for name in ("baseline", "vibe"):
+  for name in metrics.RESULT_ROWS:
     evals = [r for r in records if r["phase"] == name and r["kind"] == "eval"]
     if evals:
       last = max(evals, key=lambda r: r["step"])
-      label = name if name == "baseline" else f"VIBE ({variant})"
+      label = metrics.result_label(name, variant)
       rows.append(
           [
               f"{label} @ iteration {last['step']}",
