@@ -46,6 +46,12 @@ def validate_data_config(config: ml_collections.ConfigDict) -> None:
   attacks.ATTACKS.get(config.attack.name, field="attack.name")
   if not 0.0 < config.attack.rate < 1.0:
     raise ValueError(f"attack.rate={config.attack.rate} must lie in (0, 1), e.g. 0.1.")
+  trigger_file = config.attack.params.get("trigger_file")
+  if trigger_file and not os.path.isfile(os.path.expanduser(trigger_file)):
+    raise FileNotFoundError(
+        f"attack.params.trigger_file={trigger_file!r} does not exist; give an image file or "
+        "leave it empty for the generated trigger (docs/triggers.md)."
+    )
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
