@@ -68,6 +68,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "cannot each load only their rows: set parallel.per_host_loading=False (every "
         "host then loads the whole training set)."
     )
+  if (
+      config.variant.startswith("fm")
+      and not config.features.file
+      and config.features.extractor != "backbone"
+  ):
+    raise ValueError(
+        f"variant {config.variant!r} (VIBE-FM) runs on a frozen foundation model's features, "
+        f"but features.extractor={config.features.extractor!r} and features.file is empty: "
+        "set features.extractor='backbone' (with backbone.checkpoint) or features.file."
+    )
   if not variant.finetune_backbone:
     if config.features.file:
       if not os.path.isfile(os.path.expanduser(config.features.file)):

@@ -83,8 +83,14 @@ def test_numeric_field_checked_before_any_data(no_data, tmp_path, field, value, 
             FileNotFoundError,
             r"features\.file='/nonexistent/f\.npz' does not exist",
         ),
+        (
+            "fm_f,runlocal",
+            {},
+            ValueError,
+            r"variant 'fm_f' .*features\.extractor='pixels' and features\.file is empty",
+        ),
     ],
-    ids=["ss_a-unset", "ss_f-missing", "extractor-unset", "features-file-missing"],
+    ids=["ss_a-unset", "ss_f-missing", "extractor-unset", "features-file-missing", "fm-pixels"],
 )
 def test_missing_files_named_before_any_data(no_data, tmp_path, arg, fields, error, message):
   with pytest.raises(error, match=message):

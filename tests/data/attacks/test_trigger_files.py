@@ -85,3 +85,18 @@ def test_trigger_file_errors_name_the_field(tmp_path):
   (tmp_path / "text.png").write_text("not an image")
   with pytest.raises(ValueError, match="not an image"):
     attack("blend", trigger_file=str(tmp_path / "text.png"))
+
+
+def test_trigger_file_enters_cache_key_and_identity_by_content(tmp_path):
+  from vibe_jax import features, workdir
+
+  path = tmp_path / "trigger.png"
+  config = common.digits_config("a")
+  common.set_attack(config, "blend", trigger_file=str(path))
+  keys, identities = [], []
+  for value in (10, 20, 20):
+    Image.fromarray(np.full((4, 4, 3), value, np.uint8)).save(path)
+    keys.append(features.cache_key(config)["attack"]["params"]["trigger_file"])
+    identities.append(dict(workdir.identity_of(config))["attack.params.trigger_file"])
+  assert keys[0] != keys[1] == keys[2] and identities[0] != identities[1] == identities[2]
+  assert identities[0].startswith("sha256:")
