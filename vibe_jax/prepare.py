@@ -129,9 +129,9 @@ def load_sets(
   per_host = experiment_lib.loads_per_host(config)
   if variant.finetune_backbone:
     experiment = experiment_lib.build_experiment(config, lazy_train=per_host)
-    _save_trigger_examples(config, workdir, experiment)
     train, test = experiment.poisoned_train, experiment.poisoned_test
     experiment_lib.check_batch_sizes(config, mesh, len(train.labels))
+    _save_trigger_examples(config, workdir, experiment)
     pipeline = transforms.get_pipeline(config.dataset.name)
     forward = load_backbone(os.path.expanduser(config.backbone.checkpoint))
     extract = lambda images: features_lib.backbone_features(
@@ -161,8 +161,8 @@ def load_sets(
     experiment_lib.check_batch_sizes(config, mesh, len(arrays["train_labels"]))
   else:
     experiment = experiment_lib.build_experiment(config, lazy_train=per_host)
-    _save_trigger_examples(config, workdir, experiment)
     experiment_lib.check_batch_sizes(config, mesh, len(experiment.poisoned_train.labels))
+    _save_trigger_examples(config, workdir, experiment)
     arrays = features_lib.experiment_feature_arrays(config, experiment, workdir, mesh)
   given = arrays["train_labels"].astype(np.int32)
   training = TrainingSet(

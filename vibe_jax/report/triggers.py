@@ -8,14 +8,16 @@ PSNR / SSIM of up to MAX_MEASURED pairs per split); results.json and report.md r
 PSNR = 10 log10(255^2 / MSE) per image (infinite for an unchanged image, which the mean
 leaves out and counts). SSIM is Wang et al. (2004) with their parameters: a Gaussian
 window of sigma 1.5 (11 x 11), K1 = 0.01, K2 = 0.03, population (co)variances, per channel,
-averaged over the pixels whose window lies inside the image; this is scikit-image's
+averaged over the pixels whose window lies inside the image: the definition scikit-image's
 `structural_similarity(..., gaussian_weights=True, use_sample_covariance=False,
-data_range=255, channel_axis=-1)`.
+data_range=255, channel_axis=-1)` computes (scikit-image is not a dependency; the test
+compares with a torch transcription of the formula).
 """
 
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 import scipy.ndimage
@@ -39,6 +41,7 @@ NUM_SHOWN = 6  # pairs per split in the picture
 SPLITS = ("train", "test")
 _SSIM_SIGMA, _SSIM_TRUNCATE = 1.5, 3.5  # an 11 x 11 window
 _SSIM_RADIUS = int(_SSIM_TRUNCATE * _SSIM_SIGMA + 0.5)
+_SSIM_MIN_SIZE = 2 * _SSIM_RADIUS + 1
 
 
 def psnr(clean: np.ndarray, triggered: np.ndarray) -> np.ndarray:
@@ -52,7 +55,7 @@ def psnr(clean: np.ndarray, triggered: np.ndarray) -> np.ndarray:
 def ssim(clean: np.ndarray, triggered: np.ndarray) -> np.ndarray:
   """(N,) mean SSIM of uint8 (N, H, W, C) images (module docstring); images need at least
   11 x 11 pixels."""
-  if min(clean.shape[1:3]) < 2 * _SSIM_RADIUS + 1:
+  if min(clean.shape[1:3]) < _SSIM_MIN_SIZE:
     raise ValueError(f"SSIM needs images of at least 11 x 11 pixels, got {clean.shape[1:3]}.")
   x, y = clean.astype(np.float64), triggered.astype(np.float64)
   window = lambda a: scipy.ndimage.gaussian_filter(
@@ -105,7 +108,7 @@ def save_examples(path: str, experiment) -> bool:
     arrays[f"{split}_clean"] = clean[:NUM_SHOWN]
     arrays[f"{split}_triggered"] = triggered[:NUM_SHOWN]
     arrays[f"{split}_psnr"] = psnr(clean, triggered)
-    measurable = len(clean) and min(clean.shape[1:3]) > 2 * _SSIM_RADIUS
+    measurable = len(clean) and min(clean.shape[1:3]) >= _SSIM_MIN_SIZE
     arrays[f"{split}_ssim"] = ssim(clean, triggered) if measurable else np.zeros(0)
   files.save_npz_atomically(path, **arrays)
   return True
@@ -119,7 +122,7 @@ def load_examples(workdir: str) -> dict[str, np.ndarray] | None:
   try:
     with np.load(path) as stored:
       return {name: stored[name] for name in stored.files}
-  except (OSError, ValueError):
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile):
     return None
 
 
