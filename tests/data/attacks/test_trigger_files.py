@@ -20,7 +20,8 @@ def _from_tensor(tensor) -> np.ndarray:
   return (tensor * 255).byte().permute(1, 2, 0).numpy()
 
 
-def test_badnets_file_is_pasted_as_the_reference_pastes_it(tmp_path):
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])  # apple-logo-imagenet.png: opaque RGBA
+def test_badnets_file_is_pasted_as_the_reference_pastes_it(tmp_path, mode):
   torch = pytest.importorskip("torch")
   # An image-sized layer (as the reference's cifar_1.png / apple-logo-imagenet.png), one
   # pixel with a zero channel: the reference keeps the image's value in that channel.
@@ -28,7 +29,7 @@ def test_badnets_file_is_pasted_as_the_reference_pastes_it(tmp_path):
   layer[3:6, 9:12] = [200, 10, 90]
   layer[4, 10] = [255, 0, 30]
   path = tmp_path / "logo.png"
-  Image.fromarray(layer).save(path)
+  Image.fromarray(layer).convert(mode).save(path)
   images, _ = data(4)
   out = attack("badnets", trigger_file=str(path), row=0, col=0).apply_trigger(images)
   trigger = _to_tensor(torch, np.asarray(Image.open(path).convert("RGB")))
