@@ -64,3 +64,19 @@ def test_examples_pair_each_poisoned_image_with_its_original(tmp_path):
   # Four pasted pixels of 32 x 32: a high PSNR, an SSIM just below 1.
   assert 20 < summary["test"]["psnr"] < 60 and 0.9 < summary["test"]["ssim"] < 1.0
   assert summary["train"]["unchanged"] == 0
+
+
+def test_several_attacks_take_turns_in_the_examples(tmp_path):
+  config = common.digits_config("a")
+  common.set_attack(config, "multi")
+  poisoned = experiment.build_experiment(config)
+  assert triggers.save_examples(str(tmp_path / triggers.EXAMPLES_FILE), poisoned)
+  shown = triggers.load_examples(str(tmp_path))
+  test = poisoned.poisoned_test
+  names = test.attack_names
+  # Each shown test pair is one of test's rows; the first len(names) come from each attack.
+  first = [
+      int(np.flatnonzero((test.images == image).all(axis=(1, 2, 3)))[0])
+      for image in shown["test_triggered"][: len(names)]
+  ]
+  assert sorted(test.attack_index[first]) == list(range(len(names)))

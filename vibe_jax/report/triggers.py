@@ -77,6 +77,18 @@ def _read(images: np.ndarray | Rows, indices: np.ndarray) -> np.ndarray:
   return images.read(indices) if isinstance(images, Rows) else np.asarray(images[indices])
 
 
+def _round_robin(attack_index: np.ndarray | None, count: int) -> np.ndarray:
+  """Test rows in order, or, for several attacks at once, taking each attack's in turn, so
+  the picture and the measured pairs show every one of them."""
+  if attack_index is None:
+    return np.arange(count)
+  rank = np.zeros(count, np.int64)
+  for attack in np.unique(attack_index):
+    members = np.flatnonzero(attack_index == attack)
+    rank[members] = np.arange(len(members))
+  return np.argsort(rank, kind="stable")
+
+
 def _pairs(experiment) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
   """(clean, triggered) uint8 images per split, up to MAX_MEASURED each; None when the
   clean images are unknown (a pre-poisoned data set)."""
@@ -84,7 +96,7 @@ def _pairs(experiment) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
   if test.source_index is None:
     return None
   rows = np.flatnonzero(train.poison_mask)[:MAX_MEASURED]
-  tests = np.arange(min(len(test.source_index), MAX_MEASURED))
+  tests = _round_robin(test.attack_index, len(test.source_index))[:MAX_MEASURED]
   return {
       "train": (
           _read(experiment.dataset.train_images, rows),
