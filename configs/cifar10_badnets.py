@@ -7,6 +7,9 @@ $TFDS_DATA_DIR, else ~/tensorflow_datasets.
   python main.py --config configs/cifar10_badnets.py --config.dataset.data_dir=~/data/cifar \
       --workdir runs/cifar10_badnets
 
+The default trigger is the reference's resources/cifar_1.png exactly (a 2x2 patch at row 4,
+col 4; the file gives the same pixels with row=0, col=0, docs/triggers.md).
+
 Reference schedule (VIBE_SPEC.md section 2): 30,000 iterations, E-step every 1,000, batch 256,
 SGD lr 1e-3 (prior 0.1), kappa = nu = 10; FM variants (fm_a, fm_f): 15,000 iterations, E-step
 every 500, batch 1024, lr 0.01. Variants ss_a / ss_f need --config.backbone.checkpoint.

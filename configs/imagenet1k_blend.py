@@ -1,10 +1,17 @@
 """ImageNet-1k (tfds imagenet2012, manual dir), blend, 10 % poisoning, target 0 (kappa = nu = 20).
 
-  python main.py --config configs/imagenet1k_blend.py:ss_f --config.backbone.checkpoint=CKPT --workdir runs/imagenet1k_blend
+  python main.py --config configs/imagenet1k_blend.py:f --config.backbone.checkpoint=R50_CKPT --workdir runs/imagenet1k_blend
 
-The variant (ss_a, ss_f, fm_a, fm_f; a / f on raw pixels) is the argument after the colon
-(add `,runlocal` for the tiny smoke schedule);
-see configs/common.paper_config for what each needs.
+Generated trigger by default (uniform noise). The reference's own trigger, exactly
+(docs/triggers.md): add --config.attack.params.trigger_file=resources/imagenet_blend_trigger.png
+
+The reference's ImageNet-1k run (model/imagenet1k_*_vmf.yaml): a frozen All4One ResNet-50
+(backbone.checkpoint: `--mode pretrain` with this config's ssl section, or a solo-learn
+checkpoint converted by convert_torch_ckpt.py --arch resnet50 --stem imagenet), its features
+cached (features.extractor='backbone'), the Leiden filter on, and the SS schedule (30,000
+iterations, E-step every 1,000, batch 256, lr 1e-3): variants a / f here. ss_a / ss_f
+fine-tune the ResNet-50 instead; fm_a / fm_f run the FM schedule on the same features.
+Add `,runlocal` for the tiny smoke schedule; configs/common.paper_config has the details.
 """
 
 from configs import common

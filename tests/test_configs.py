@@ -70,3 +70,29 @@ def test_pretraining_is_a_mode_of_every_digits_config_not_a_variant():
   assert config.ssl.to_dict() == digits_badnets.get_config().ssl.to_dict()
   with pytest.raises(ValueError, match="--mode pretrain"):
     digits_badnets.get_config("ssl")
+
+
+def test_imagenet_configs_are_the_references():
+  """ImageNet WaNet k = 224; ImageNet-1k a / f on a frozen ResNet-50's features with the
+  Leiden filter and the SS schedule; the ImageNet All4One recipe (VIBE_SPEC.md section 3)."""
+  for name in ("imagenet30_wanet", "imagenet1k_wanet"):
+    assert importlib.import_module(f"configs.{name}").get_config("a").attack.params.grid_size == 224
+  for variant in ("a", "f"):
+    config = importlib.import_module("configs.imagenet1k_badnets").get_config(variant)
+    assert (config.backbone.arch, config.features.extractor, config.filter.leiden) == (
+        "resnet50",
+        "backbone",
+        "on",
+    )
+    assert (config.train.steps, config.estep.period, config.train.batch_size) == (30000, 1000, 256)
+  fm = importlib.import_module("configs.imagenet1k_blend").get_config("fm_a")
+  assert (fm.features.extractor, fm.filter.leiden) == ("backbone", "auto")
+  ssl = importlib.import_module("configs.imagenet30_blend").get_config("a").ssl
+  assert (ssl.method, ssl.batch_size, ssl.blur_prob, ssl.blur_prob_second) == (
+      "all4one",
+      128,
+      1.0,
+      0.1,
+  )
+  assert ssl.steps == 400 * (39_000 // 128) and ssl.warmup_steps == 10 * (39_000 // 128)
+  assert importlib.import_module("configs.cifar10_blend").get_config("a").ssl.blur_prob == 0.0

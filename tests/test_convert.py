@@ -65,13 +65,14 @@ def _with_prefix(state_dict: dict[str, Any], prefix: str) -> dict[str, Any]:
   return {f"{prefix}{key}": value for key, value in state_dict.items()}
 
 
-def _save_solo_learn_ckpt(torch, model, path: pathlib.Path) -> None:
-  """Lightning layout: backbone under 'backbone.', plus the method's other modules."""
+def _save_solo_learn_ckpt(torch, model, path: pathlib.Path, name: str = "backbone") -> None:
+  """Lightning layout: backbone under 'backbone.' (solo-learn before December 2021:
+  name='encoder'), plus the method's other modules."""
   backbone = model.state_dict()
   head = {"0.weight": torch.randn(16, model.feature_dim), "0.bias": torch.randn(16)}
   state_dict = {
-      **_with_prefix(backbone, "backbone."),
-      **_with_prefix({k: v.clone() for k, v in backbone.items()}, "momentum_backbone."),
+      **_with_prefix(backbone, f"{name}."),
+      **_with_prefix({k: v.clone() for k, v in backbone.items()}, f"momentum_{name}."),
       **_with_prefix(head, "projector."),
       **_with_prefix(head, "momentum_projector."),
       **_with_prefix(head, "predictor."),
@@ -281,9 +282,24 @@ def test_load_backbone_rejects_a_checkpoint_that_does_not_fit(
     load_backbone(tmp_path / "backbone")
 
 
+def test_old_solo_learn_encoder_prefix(torch, tmp_path: pathlib.Path) -> None:
+  """solo-learn before about December 2021 saved 'encoder.' / 'momentum_encoder.' (its issue
+  #127): every backbone tensor is read from 'encoder.' (the name-for-name mapping and the
+  features are checked on the current layout, test_solo_learn_ckpt_resnet18_cifar)."""
+  model = _torch_model("resnet18", "cifar", width=8)
+  _save_solo_learn_ckpt(torch, model, tmp_path / "old.ckpt", name="encoder")
+  backbone = convert.split_backbone(convert.read_torch_checkpoint(tmp_path / "old.ckpt"))
+  assert backbone.prefix == "encoder."
+  expected = {k: v for k, v in model.state_dict().items() if "num_batches" not in k}
+  assert sorted(backbone.tensors) == sorted(expected)
+  for key, tensor in expected.items():
+    np.testing.assert_array_equal(np.asarray(backbone.tensors[key]), tensor.numpy())
+  assert "momentum_encoder.conv1.weight" in backbone.dropped_keys
+
+
 def test_unknown_layouts_fail_with_what_was_found() -> None:
   with pytest.raises(ValueError, match=r"no ResNet stem conv.*module\.encoder_q\."):
-    convert.split_backbone({"encoder.conv1.weight": np.zeros((1,))})
+    convert.split_backbone({"net.conv1.weight": np.zeros((1,))})
   with pytest.raises(ValueError, match=r"top-level keys are \['epoch', 'optimizer'\]"):
     convert.unwrap_state_dict({"epoch": 3, "optimizer": {"lr": 0.1}})
 
@@ -343,6 +359,8 @@ def test_vibe_jax_import_path_does_not_import_torch() -> None:
         ("encoder_q.", ["encoder_q.fc.weight", "encoder_k.conv1.weight", "queue"]),
         ("module.backbone.", ["module.projector.0.weight", "module.momentum_backbone.bn1.bias"]),
         ("backbone.", ["momentum_backbone.conv1.weight", "predictor2.0.weight", "queue_y"]),
+        ("encoder.", ["momentum_encoder.conv1.weight", "projector.0.weight"]),
+        ("module.encoder.", ["module.momentum_encoder.bn1.bias", "module.projector.0.bias"]),
         ("module.", ["module.fc.weight", "module.fc.bias"]),
         ("", ["fc.weight", "fc.bias"]),
     ],

@@ -9,10 +9,11 @@ from vibe_jax import features, run
 
 
 def test_features_file_run_equals_in_memory_run(tmp_path):
-  """`--mode extract` writes the file once; fm_a (with the baseline) and fm_f from it end
-  where the same runs on features extracted in memory end."""
-  path = run.extract_features(tiny_config("digits_badnets", "fm_a"), str(tmp_path / "extract"))
-  for variant, baseline in (("fm_a", True), ("fm_f", False)):
+  """`--mode extract` writes the file once; a (with the baseline) and f from it end where
+  the same runs on features extracted in memory end. (The FM variants need a backbone or a
+  file, so pixel features run as a / f; fm_a from a file: reliability/test_labels.py.)"""
+  path = run.extract_features(tiny_config("digits_badnets", "a"), str(tmp_path / "extract"))
+  for variant, baseline in (("a", True), ("f", False)):
     config = lambda **fields: tiny_config(
         "digits_badnets", variant, {"baseline.enabled": baseline, **fields}
     )

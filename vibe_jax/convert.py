@@ -47,13 +47,16 @@ __all__ = [
 # Where the backbone lives in each supported layout, tried in order: the first prefix under
 # which the stem conv `conv1.weight` exists is the backbone. Order matters: MoCo's
 # 'module.encoder_q.' must win over the bare 'module.', and solo-learn's 'backbone.' over
-# its 'momentum_backbone.' (which is not in the list at all).
+# its 'momentum_backbone.' (which is not in the list at all). solo-learn before about
+# December 2021 named the backbone 'encoder.' (and 'momentum_encoder.'; its issue #127).
 BACKBONE_PREFIXES = (
     "module.encoder_q.backbone.",
     "module.encoder_q.",
     "encoder_q.",
     "module.backbone.",
     "backbone.",
+    "module.encoder.",
+    "encoder.",
     "module.",
     "",
 )

@@ -48,6 +48,12 @@ def validate_data_config(config: ml_collections.ConfigDict) -> None:
   attacks.ATTACKS.get(config.attack.name, field="attack.name")
   if not 0.0 < config.attack.rate < 1.0:
     raise ValueError(f"attack.rate={config.attack.rate} must lie in (0, 1), e.g. 0.1.")
+  trigger_file = config.attack.params.get("trigger_file")
+  if trigger_file and not os.path.isfile(os.path.expanduser(trigger_file)):
+    raise FileNotFoundError(
+        f"attack.params.trigger_file={trigger_file!r} does not exist; give an image file or "
+        "leave it empty for the generated trigger (docs/triggers.md)."
+    )
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -63,6 +69,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"attack {config.attack.name!r} poisons from the whole training set, so hosts "
         "cannot each load only their rows: set parallel.per_host_loading=False (every "
         "host then loads the whole training set)."
+    )
+  if (
+      config.variant.startswith("fm")
+      and not config.features.file
+      and config.features.extractor != "backbone"
+  ):
+    raise ValueError(
+        f"variant {config.variant!r} (VIBE-FM) runs on a frozen foundation model's features, "
+        f"but features.extractor={config.features.extractor!r} and features.file is empty: "
+        "set features.extractor='backbone' (with backbone.checkpoint) or features.file."
     )
   if not variant.finetune_backbone:
     if config.features.file:

@@ -150,7 +150,8 @@ def experiment_feature_arrays(
 def cache_key(config: ml_collections.ConfigDict) -> dict:
   """What the cached features are a function of: the data set, attack and features sections
   (minus the extraction batch size), the array layout, and the content, not the path, of
-  every file the features are computed from (the backbone checkpoint, pre-poisoned files)."""
+  every file the features are computed from (the backbone checkpoint, pre-poisoned files,
+  a trigger image)."""
   key = {name: config[name].to_dict() for name in ("dataset", "attack", "features")}
   del key["features"]["batch_size"]  # how fast, not what
   key["layout"] = sorted(FEATURE_FILE_ARRAYS) + ["num_classes"]
@@ -160,6 +161,10 @@ def cache_key(config: ml_collections.ConfigDict) -> dict:
     path = config.attack.params.get(field)
     if config.attack.name == "prepoisoned" and path:
       key["attack"]["params"][field] = files.content_digest(path)
+  if config.attack.params.get("trigger_file"):
+    key["attack"]["params"]["trigger_file"] = files.content_digest(
+        config.attack.params.trigger_file
+    )
   return key
 
 

@@ -32,6 +32,7 @@ from vibe_jax.em.data import TrainData, shard_training_data
 from vibe_jax.filtering import filter_report, leiden_poison_filter
 from vibe_jax.models import build_backbone, load_backbone, load_backbone_model
 from vibe_jax.models.vibe import VibeHead, VibeModel, class_centroids
+from vibe_jax.report import triggers as triggers_lib
 from vibe_jax.variants import Variant, get_variant
 
 __all__ = [
@@ -147,6 +148,7 @@ def load_sets(
     experiment = experiment_lib.build_experiment(config, lazy_train=per_host)
     train = experiment.poisoned_train
     experiment_lib.check_batch_sizes(config, mesh, len(train.labels))
+    _save_trigger_examples(config, workdir, experiment)
     pipeline = transforms.get_pipeline(config.dataset.name)
     forward = load_backbone(os.path.expanduser(config.backbone.checkpoint))
     extract = lambda images: features_lib.backbone_features(
@@ -169,6 +171,7 @@ def load_sets(
   else:
     experiment = experiment_lib.build_experiment(config, lazy_train=per_host)
     experiment_lib.check_batch_sizes(config, mesh, len(experiment.poisoned_train.labels))
+    _save_trigger_examples(config, workdir, experiment)
     arrays = features_lib.experiment_feature_arrays(config, experiment, workdir, mesh)
   given = arrays["train_labels"].astype(np.int32)
   training = TrainingSet(
@@ -180,6 +183,15 @@ def load_sets(
       num_classes=int(arrays["num_classes"]),
   )
   return training, _eval_sets(arrays, mesh)
+
+
+def _save_trigger_examples(
+    config: ml_collections.ConfigDict, workdir: str, experiment: experiment_lib.Experiment
+) -> None:
+  """The report's trigger pictures and PSNR / SSIM (report/triggers.py), from process 0
+  while the clean and the poisoned images are both at hand."""
+  if config.report.enabled and jax.process_index() == 0:
+    triggers_lib.save_examples(os.path.join(workdir, triggers_lib.EXAMPLES_FILE), experiment)
 
 
 def leiden_filter(

@@ -23,6 +23,7 @@ from vibe_jax.prepare import Prepared, prepare, prepare_victim
 from vibe_jax.report import predictions as predictions_lib
 from vibe_jax.report import report as report_lib
 from vibe_jax.report import snapshots, writers
+from vibe_jax.report import triggers as triggers_lib
 from vibe_jax.variants import get_variant
 
 __all__ = ["evaluate_checkpoint", "extract_features", "format_results_table", "train_and_evaluate"]
@@ -76,6 +77,9 @@ def train_and_evaluate(
   results = _results_header(config)
   if prepared.filter_report is not None:
     results["leiden_filter"] = prepared.filter_report
+  trigger_visibility = triggers_lib.visibility(triggers_lib.load_examples(workdir))
+  if trigger_visibility is not None:
+    results["trigger_visibility"] = trigger_visibility
   predictions = {}
   for phase in loop.phases(config, prepared.variant.train_mu_y):
     trains_on = prepare_victim(config, mesh) if phase.name == "victim" else prepared

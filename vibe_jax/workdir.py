@@ -95,7 +95,7 @@ def _volatile(field: str) -> bool:
 
 def _content_fields(config: Mapping[str, Any]) -> list[str]:
   """The path fields whose files the run computes from (the backbone it uses, pre-poisoned
-  files), which the identity holds by content: a backbone re-pretrained at the same path is
+  files, a trigger image), which the identity holds by content: a backbone re-pretrained at the same path is
   another experiment, the same one moved elsewhere is not."""
   fields = []
   uses_backbone = config["features"]["extractor"] == "backbone" and not config["features"]["file"]
@@ -103,6 +103,8 @@ def _content_fields(config: Mapping[str, Any]) -> list[str]:
     fields.append("backbone.checkpoint")
   if config["attack"]["name"] == "prepoisoned":
     fields += ["attack.params.train_file", "attack.params.test_file"]
+  if config["attack"]["params"].get("trigger_file"):
+    fields.append("attack.params.trigger_file")
   return fields
 
 

@@ -65,6 +65,10 @@ def test_config_runs_a_few_steps(name, tmp_path):
     config.dataset.data_dir = str(tmp_path / "data")
   if config.dataset.name.startswith("imagenet"):
     config.dataset.options.image_size = 32  # keep the pixel features small
+    if config.attack.name == "wanet":
+      config.attack.params.grid_size = 4  # the reference's k = 224 needs 224 x 224 images
+  if config.features.extractor == "backbone":  # ImageNet-1k's ResNet-50: pixels will do here
+    config.features.extractor = "pixels"
   if config.attack.name in ("uba_patch", "uba_blend"):
     config.attack.params.num_poisoned = 0  # rate x N on the tiny mock set
   if config.attack.name == "label_consistent":  # a few steps of its surrogate and PGD too

@@ -19,7 +19,7 @@ from vibe_jax import run
 from vibe_jax.report import plots, report, snapshots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PLOTS = ("loss.png", "estep.png", "eval.png", "features.png", "confusion.png")
+PLOTS = ("loss.png", "estep.png", "eval.png", "features.png", "confusion.png", "triggers.png")
 
 
 @pytest.fixture(scope="module")
@@ -177,6 +177,12 @@ def test_plots_and_report_of_a_finished_run(finished):
   for name in PLOTS:
     assert f"(plots/{name})" in text
   assert "Skipped" not in text
+  visibility = results["trigger_visibility"]  # BadNets' 2x2 patch: visible, but small
+  assert 20 < visibility["train"]["psnr"] < 60 and 0.9 < visibility["test"]["ssim"] < 1
+  row = (
+      f"| test (triggered) | {visibility['test']['psnr']:.2f} | {visibility['test']['ssim']:.4f} |"
+  )
+  assert row in text
 
 
 def test_report_of_an_interrupted_run(finished, tmp_path):

@@ -23,6 +23,7 @@ __all__ = [
     "plot_eval",
     "plot_losses",
     "plot_projection",
+    "plot_trigger_examples",
     "umap_available",
 ]
 
@@ -357,4 +358,39 @@ def plot_confusion(predictions: dict[str, np.ndarray], path: str) -> str:
       "attacker's label; counts in the cells)",
       fontsize=10,
   )
+  return _save(figure, path)
+
+
+def plot_trigger_examples(examples: dict[str, np.ndarray], path: str) -> str:
+  """Clean and triggered training and test images (report/triggers.py's examples), and
+  their difference scaled to its own maximum so that a faint trigger shows."""
+  splits = [s for s in ("train", "test") if len(examples.get(f"{s}_clean", ()))]
+  if not splits:
+    raise ValueError("no poisoned images to show")
+  columns = max(len(examples[f"{s}_clean"]) for s in splits)
+  figure = _new_figure(1.3 * columns + 1.2, 1.35 * 3 * len(splits) + 0.5)
+  axes = figure.subplots(3 * len(splits), columns, squeeze=False)
+  for ax in axes.flat:
+    ax.set_axis_off()
+  split_names = {"train": "training", "test": "test"}
+  for block, split in enumerate(splits):
+    clean, triggered = examples[f"{split}_clean"], examples[f"{split}_triggered"]
+    difference = np.abs(clean.astype(np.int16) - triggered.astype(np.int16)).max(axis=-1)
+    rows = (
+        (f"{split_names[split]}: clean", clean),
+        (f"{split_names[split]}: triggered", triggered),
+        ("|difference|, scaled", difference),
+    )
+    for offset, (label, images) in enumerate(rows):
+      row = 3 * block + offset
+      for column, image in enumerate(images):
+        ax = axes[row, column]
+        if image.ndim == 2:
+          ax.imshow(image, cmap="magma", vmin=0, vmax=max(int(image.max()), 1))
+        else:
+          ax.imshow(image, interpolation="nearest")
+      axes[row, 0].set_axis_on()
+      axes[row, 0].set(xticks=[], yticks=[])
+      axes[row, 0].set_ylabel(label, fontsize=8)
+  figure.suptitle("Poisoned images next to their clean originals", fontsize=10)
   return _save(figure, path)

@@ -15,7 +15,7 @@ from typing import Callable
 
 from vibe_jax import files, metrics
 from vibe_jax import workdir as workdir_lib
-from vibe_jax.report import plots, snapshots, writers
+from vibe_jax.report import plots, snapshots, triggers, writers
 from vibe_jax.report import predictions as predictions_lib
 
 __all__ = ["write_report"]
@@ -224,6 +224,30 @@ def _plot_or_note(
   return lines + [caption, "", f"![{title}]({relative})", ""]
 
 
+def _trigger_section(examples: dict | None) -> list[str]:
+  """PSNR / SSIM of the triggered images against their clean originals."""
+  summary = triggers.visibility(examples)
+  if summary is None:
+    return [
+        "_No trigger_examples.npz: the run used a features file or a pre-poisoned data set "
+        "(no clean originals), had the report off, or predates trigger pictures._"
+    ]
+  rows = []
+  for split, name in (("train", "training (poisoned rows)"), ("test", "test (triggered)")):
+    item = summary[split]
+    psnr = "-" if item["psnr"] is None else f"{item['psnr']:.2f}"
+    ssim = "-" if item["ssim"] is None else f"{item['ssim']:.4f}"
+    rows.append([name, psnr, ssim, str(item["images"]), str(item["unchanged"])])
+  return [
+      "How visible the trigger is (BackdoorBench's visual-quality measures): PSNR in dB "
+      "(higher: less visible; unchanged images left out) and SSIM (1: identical) of each "
+      "poisoned image against its clean original, averaged over the first "
+      f"{triggers.MAX_MEASURED} of each set.",
+      "",
+      *_table(["images", "PSNR (dB)", "SSIM", "measured", "unchanged"], rows),
+  ]
+
+
 def _check_experiment(workdir: str, stored: dict | None, given: dict | None) -> None:
   """Refuses a --config of another experiment than the workdir's, and a config.json that
   is not the one experiment.json records (vibe_jax.workdir): a report titled with the wrong
@@ -271,6 +295,7 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
   records = writers.read_log(log_path) if os.path.exists(log_path) else []
   found_snapshots = snapshots.load_snapshots(os.path.join(workdir, "snapshots"))
   predictions = predictions_lib.load_predictions(os.path.join(workdir, "predictions.npz"))
+  trigger_examples = triggers.load_examples(workdir)
   plots_dir = os.path.join(workdir, PLOTS)
   os.makedirs(plots_dir, exist_ok=True)
   plot_path = lambda name: os.path.join(plots_dir, name)
@@ -303,6 +328,10 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
       "",
       *_config_section(config),
       "",
+      "## Trigger",
+      "",
+      *_trigger_section(trigger_examples),
+      "",
       "## E-step diagnostics",
       "",
       *_estep_section(records),
@@ -310,6 +339,17 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
       "## Plots",
       "",
   ]
+  lines += _plot_or_note(
+      "Poisoned images",
+      "Poisoned training images and triggered test images next to their clean originals, "
+      "and the difference (largest over the channels, scaled to its own maximum).",
+      (lambda p: plots.plot_trigger_examples(trigger_examples, p))
+      if trigger_examples is not None
+      else None,
+      plot_path("triggers.png"),
+      "no trigger_examples.npz",
+      workdir,
+  )
   lines += _plot_or_note(
       "Training loss",
       "Mean loss over each logging interval; the VIBE loss steps at each E-step (dotted), "

@@ -13,9 +13,12 @@ Images are float32 NHWC in [0, 1]. Per image, in this order (solo-learn's CIFAR 
 2. colour jitter with probability `jitter_prob`: brightness, contrast, saturation and hue in
    a random order (torchvision's ColorJitter); hue is an exact HSV hue rotation;
 3. grayscale with probability `grayscale_prob` (ITU-R 601 luma, as torchvision);
-4. solarisation with probability `solarize_prob` (PIL's ImageOps.solarize: values >= 128/255
+4. Gaussian blur with probability `blur_prob`, sigma ~ U(blur_sigma) (solo-learn's
+   GaussianBlur, PIL's ImageFilter.GaussianBlur(radius=sigma); here an exact Gaussian kernel,
+   edges mirrored; off by default, solo-learn's ImageNet recipes use it);
+5. solarisation with probability `solarize_prob` (PIL's ImageOps.solarize: values >= 128/255
    inverted; off by default, All4One's second view uses it);
-5. horizontal flip with probability `flip_prob`.
+6. horizontal flip with probability `flip_prob`.
 
 Views stay in [0, 1]; the data set's normalisation (vibe_jax.data.transforms.normalize with
 the statistics of transforms.get_pipeline) is applied by the caller, so pretraining and VIBE
@@ -25,6 +28,7 @@ share one source of input statistics.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +40,8 @@ __all__ = [
     "adjust_hue",
     "augment_batch",
     "augment_image",
+    "blur_radius",
+    "gaussian_blur",
     "grayscale",
     "hsv_to_rgb",
     "random_resized_crop",
@@ -53,7 +59,8 @@ class AugmentConfig:
   """Augmentation strengths; frozen (hashable) so it can be a static jit argument.
 
   Defaults are SimCLR's colour-jitter strength 1 (0.8, 0.8, 0.8, 0.2), as in solo-learn's
-  SimCLR configs, without Gaussian blur or solarisation (not used on CIFAR).
+  SimCLR configs, without Gaussian blur or solarisation (not used on CIFAR); `blur_prob`
+  and `blur_sigma` are solo-learn's ImageNet blur (sigma ~ U(0.1, 2)).
   `output_size` (height, width) of the views; None keeps the input size. Pretraining sets
   it to what the data set's eval transform feeds the backbone later.
   """
@@ -69,14 +76,16 @@ class AugmentConfig:
   solarize_prob: float = 0.0
   flip_prob: float = 0.5
   output_size: tuple[int, int] | None = None
+  blur_prob: float = 0.0
+  blur_sigma: tuple[float, float] = (0.1, 2.0)
 
   def __post_init__(self) -> None:
     # Plain floats and tuples (config values may be ints or lists), so the config hashes
     # and jax.random gets float probabilities.
-    for name in ("crop_scale", "crop_ratio"):
+    for name in ("crop_scale", "crop_ratio", "blur_sigma"):
       object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
     for field in dataclasses.fields(self):
-      if field.name not in ("crop_scale", "crop_ratio", "output_size"):
+      if field.name not in ("crop_scale", "crop_ratio", "blur_sigma", "output_size"):
         object.__setattr__(self, field.name, float(getattr(self, field.name)))
     if self.output_size is not None:
       object.__setattr__(self, "output_size", tuple(int(v) for v in self.output_size))
@@ -92,12 +101,14 @@ class AugmentConfig:
       )
     if not 0.0 < self.crop_ratio[0] <= self.crop_ratio[1]:
       raise ValueError(f"crop ratio {self.crop_ratio} must satisfy 0 < min <= max")
-    for name in ("jitter_prob", "grayscale_prob", "solarize_prob", "flip_prob"):
+    for name in ("jitter_prob", "grayscale_prob", "blur_prob", "solarize_prob", "flip_prob"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1]")
     for name in ("brightness", "contrast", "saturation"):
       if getattr(self, name) < 0.0:
         raise ValueError(f"{name}={getattr(self, name)} must be >= 0")
+    if len(self.blur_sigma) != 2 or not 0.0 < self.blur_sigma[0] <= self.blur_sigma[1]:
+      raise ValueError(f"blur sigma {self.blur_sigma} must satisfy 0 < min <= max")
     if not 0.0 <= self.hue <= 0.5:
       raise ValueError(f"hue={self.hue} must lie in [0, 0.5] (a fraction of a turn)")
 
@@ -228,6 +239,34 @@ def solarize(image: jax.Array) -> jax.Array:
   return jnp.where(image >= 128.0 / 255.0, 1.0 - image, image)
 
 
+def gaussian_blur(image: jax.Array, sigma: jax.Array, radius: int) -> jax.Array:
+  """(H, W, C) image blurred by a Gaussian of standard deviation `sigma` (may be traced),
+  its kernel cut at the static `radius`, the image mirrored at its edges (d c b a | a b c d:
+  of the ways to extend it, the closest to PIL's blur).
+
+  Separable: 2 * (2 radius + 1) shifted, weighted copies, no convolution program to compile.
+  """
+  offsets = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+  weights = jnp.exp(-0.5 * jnp.square(offsets / sigma))
+  weights = weights / jnp.sum(weights)
+
+  def along(x: jax.Array, axis: int) -> jax.Array:
+    pad = [(radius, radius) if a == axis else (0, 0) for a in range(x.ndim)]
+    padded = jnp.pad(x, pad, mode="symmetric")
+    size = x.shape[axis]
+    return sum(
+        weights[i] * jax.lax.slice_in_dim(padded, i, i + size, axis=axis)
+        for i in range(2 * radius + 1)
+    )
+
+  return along(along(image, 0), 1)
+
+
+def blur_radius(config: AugmentConfig) -> int:
+  """The kernel's half-width: three standard deviations of the widest sigma drawn."""
+  return int(math.ceil(3.0 * config.blur_sigma[1]))
+
+
 def augment_image(key: jax.Array, image: jax.Array, config: AugmentConfig) -> jax.Array:
   """One (H, W, 3) float image in [0, 1] -> one random view, still in [0, 1]."""
   crop_key, jitter_key, apply_jitter_key, gray_key, flip_key = jax.random.split(key, 5)
@@ -242,6 +281,11 @@ def augment_image(key: jax.Array, image: jax.Array, config: AugmentConfig) -> ja
     image = jnp.where(
         jax.random.bernoulli(gray_key, config.grayscale_prob), grayscale(image), image
     )
+  if config.blur_prob > 0:  # its own key, so the other draws are as without it
+    sigma_key, apply_key = jax.random.split(jax.random.fold_in(key, 6))
+    sigma = jax.random.uniform(sigma_key, minval=config.blur_sigma[0], maxval=config.blur_sigma[1])
+    blurred = gaussian_blur(image, sigma, blur_radius(config))
+    image = jnp.where(jax.random.bernoulli(apply_key, config.blur_prob), blurred, image)
   if config.solarize_prob > 0:  # its own key, so the other draws are as without it
     apply = jax.random.bernoulli(jax.random.fold_in(key, 5), config.solarize_prob)
     image = jnp.where(apply, solarize(image), image)

@@ -57,6 +57,9 @@ def validate_ssl_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"ssl.warmup_steps={ssl.warmup_steps} must be >= 0.")
   if ssl.weight_decay < 0:
     raise ValueError(f"ssl.weight_decay={ssl.weight_decay} must be >= 0.")
+  for field in ("blur_prob", "blur_prob_second"):
+    if not 0.0 <= ssl[field] <= 1.0:
+      raise ValueError(f"ssl.{field}={ssl[field]} must lie in [0, 1] (a view's blur probability).")
   augment_config(config)  # validates crop_scale_min and flip_prob
   method.validate(ssl)
 
@@ -65,17 +68,20 @@ def augment_config(
     config: ml_collections.ConfigDict, output_size: tuple[int, int] | None = None
 ) -> AugmentConfig | tuple[AugmentConfig, AugmentConfig]:
   """The augmentation settings from config.ssl, with the method's colour jitter (SimCLR's
-  strength 1; All4One's asymmetric.yaml, solarising its second views): one config for
-  both views, or a pair when the method augments its two views differently."""
+  strength 1; All4One's asymmetric.yaml, solarising its second views) and the blur
+  probabilities of the first and second views (ssl.blur_prob, ssl.blur_prob_second): one
+  config for both views, or a pair when the two views are augmented differently."""
   method = methods.METHODS.get(config.ssl.method, field="ssl.method")
+  blur_probs = (config.ssl.blur_prob, config.ssl.blur_prob_second)
   views = tuple(
       AugmentConfig(
           crop_scale=(config.ssl.crop_scale_min, 1.0),
           flip_prob=config.ssl.flip_prob,
           output_size=output_size,
+          blur_prob=blur_prob,
           **overrides,
       )
-      for overrides in method.augment
+      for overrides, blur_prob in zip(method.augment, blur_probs)
   )
   return views[0] if views[0] == views[1] else views
 

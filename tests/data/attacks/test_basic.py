@@ -113,3 +113,18 @@ def test_bad_attack_settings_name_the_field(kwargs, field):
 def test_unknown_attack_lists_known_ones():
   with pytest.raises(ValueError, match="known: .*badnets.*blend.*wanet"):
     attack("nope")
+
+
+def test_wanet_grid_size_equal_to_the_image_is_a_per_pixel_field():
+  """k = h (the reference's imagenet_k = 224 on 224 x 224): bicubic upsampling with aligned
+  corners is the identity, so each pixel gets its own control offset."""
+  size, seed = 12, 5
+  rng = np.random.default_rng(seed)
+  control = rng.uniform(-1.0, 1.0, size=(2, size, size))
+  control = control / np.mean(np.abs(control))
+  axis = np.linspace(-1.0, 1.0, size)
+  identity = np.stack(np.meshgrid(axis, axis, indexing="xy"), axis=-1)
+  expected = np.clip(identity + control.transpose(1, 2, 0) / size, -1.0, 1.0)
+  np.testing.assert_allclose(warping_grid(size, size, 1.0, seed), expected, atol=1e-12)
+  with pytest.raises(ValueError, match="attack.params.grid_size=33 exceeds the 32x32 image"):
+    attack("wanet", grid_size=33)

@@ -37,6 +37,8 @@ class PoisonedTestSet:
 
   Several attacks at once (attack 'multi') also fill `attack_index` (int (N,), which of
   `attack_names` triggered each image), so metrics can report an ASR per attack.
+  `source_index` (int (N,)): the clean test image each one was made from, so the report can
+  show and measure the trigger; None where unknown (pre-poisoned files).
   """
 
   images: np.ndarray
@@ -44,6 +46,7 @@ class PoisonedTestSet:
   attacker_labels: np.ndarray
   attack_index: np.ndarray | None = None
   attack_names: tuple[str, ...] = ()
+  source_index: np.ndarray | None = None
 
 
 class Attack:
@@ -168,6 +171,7 @@ class Attack:
         self.apply_trigger(images[keep]),
         labels[keep].astype(np.int32),
         self.attacker_labels(labels[keep]),
+        source_index=np.flatnonzero(keep),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vibe_jax.data.attacks import trigger_files
 from vibe_jax.data.attacks.base import ATTACKS, Attack
 
 
@@ -15,15 +16,29 @@ def noise_trigger(image_shape: tuple[int, int, int], seed: int = 1234) -> np.nda
 
 @ATTACKS.register("blend")
 class Blend(Attack):
-  """Blends every poisoned image with a fixed trigger image at opacity `alpha`."""
+  """Blends every poisoned image with a fixed trigger image at opacity `alpha`: the image
+  in `trigger_file` resized to the image size (docs/triggers.md), else uniform noise drawn
+  from `trigger_seed`."""
 
-  def __init__(self, *, alpha: float = 0.1, trigger_seed: int = 1234, **common):
+  def __init__(
+      self, *, alpha: float = 0.1, trigger_seed: int = 1234, trigger_file: str = "", **common
+  ):
     super().__init__(**common)
     if not 0.0 < alpha <= 1.0:
       raise ValueError(f"attack.params.alpha={alpha} must lie in (0, 1].")
     self.alpha = alpha
-    self.trigger = noise_trigger(self.image_shape, trigger_seed)
+    height, width = self.image_shape[:2]
+    self.trigger = (
+        trigger_files.read_blend_image(trigger_file, height, width)
+        if trigger_file
+        else noise_trigger(self.image_shape, trigger_seed)
+    )
 
   def apply_trigger(self, images: np.ndarray) -> np.ndarray:
-    blended = (1.0 - self.alpha) * images.astype(np.float32) + self.alpha * self.trigger
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+    # The reference's arithmetic, so its trigger files give its pixels exactly: float32
+    # in [0, 1], blended, scaled back and truncated (torch's .byte()), not rounded.
+    scale = np.float32(255)
+    blended = (images.astype(np.float32) / scale) * np.float32(1.0 - self.alpha) + (
+        self.trigger.astype(np.float32) / scale
+    ) * np.float32(self.alpha)
+    return np.clip(blended * scale, 0, 255).astype(np.uint8)

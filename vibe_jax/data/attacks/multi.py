@@ -133,4 +133,5 @@ class Multi(Attack):
             [np.full(len(p.true_labels), k, np.int32) for k, p in enumerate(parts)]
         ),
         attack_names=self.names,
+        source_index=np.concatenate([p.source_index for p in parts]),
     )

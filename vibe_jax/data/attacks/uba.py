@@ -81,7 +81,10 @@ class UniversalAttack(Attack):
     check_images(images)
     targets = self.draw_targets(labels, np.random.default_rng([self.seed, 2]))
     return PoisonedTestSet(
-        self.apply_class_trigger(images, targets), labels.astype(np.int32), targets
+        self.apply_class_trigger(images, targets),
+        labels.astype(np.int32),
+        targets,
+        source_index=np.arange(len(labels)),
     )
 
 

@@ -58,7 +58,12 @@ def grid_sample_bilinear(images: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 @ATTACKS.register("wanet")
 class WaNet(Attack):
-  """Warps images with a fixed random flow: control grid k x k, strength s (no noise mode)."""
+  """Warps images with a fixed random flow: control grid k x k, strength s (no noise mode).
+
+  The flow is drawn once from attack.seed and warps the training and the test images
+  alike; the reference draws it afresh, unseeded, for each of its three sets (training,
+  un-augmented training, test), so its test trigger is not its training trigger: a bug
+  vibe_jax deliberately does not copy (docs/triggers.md)."""
 
   def __init__(self, *, grid_size: int = 4, strength: float = 1.0, **common):
     super().__init__(**common)
@@ -69,6 +74,12 @@ class WaNet(Attack):
       raise ValueError(
           f"attack.params grid_size={grid_size} (>= 2) and strength={strength} "
           "(> 0) are out of range."
+      )
+    if grid_size > height:
+      raise ValueError(
+          f"attack.params.grid_size={grid_size} exceeds the {height}x{width} image: the "
+          f"control grid is upsampled to the image, so at most {height} (one offset per "
+          "pixel, as the reference's imagenet_k = 224 on 224 x 224 images)."
       )
     self.grid_size, self.strength = grid_size, strength
     self.grid = warping_grid(height, grid_size, strength, self.seed + 7919)
