@@ -1,38 +1,18 @@
 """Fashion-MNIST / MNIST from IDX files the test writes in the original format (big-endian
 header written with struct, independently of the reader)."""
 
-import gzip
-import struct
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from vibe_jax.data.datasets import load_dataset
+from helpers.idx_files import write_idx_set
 from vibe_jax.data.idx import IDX_FILES
-
-
-def _write_idx(path, array, compress):
-  header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
-      f">{array.ndim}I", *array.shape
-  )
-  opener = gzip.open if compress else open
-  with opener(str(path) + (".gz" if compress else ""), "wb") as f:
-    f.write(header + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture
 def idx_dir(tmp_path):
-  rng = np.random.default_rng(0)
-  arrays = {
-      "train_images": rng.integers(0, 256, (7, 28, 28)),
-      "train_labels": rng.integers(0, 10, 7),
-      "test_images": rng.integers(0, 256, (3, 28, 28)),
-      "test_labels": rng.integers(0, 10, 3),
-  }
-  for i, (key, stem) in enumerate(IDX_FILES.items()):
-    _write_idx(tmp_path / stem, arrays[key], compress=i % 2 == 0)  # both forms are read
-  return tmp_path, arrays
+  return tmp_path, write_idx_set(tmp_path, 7, 3)
 
 
 @pytest.mark.parametrize("lazy", [False, True])
