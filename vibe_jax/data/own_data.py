@@ -29,7 +29,7 @@ from vibe_jax import files
 from vibe_jax.data import checks
 from vibe_jax.data.datasets import DATASETS, Dataset, _image_folder_split, _read_resized
 
-__all__ = ["load_image_folder", "load_npz_images"]
+__all__ = ["as_rgb", "load_image_folder", "load_npz_images"]
 
 
 def _image_suffixes() -> tuple[str, ...]:
@@ -139,7 +139,7 @@ def load_image_folder(
   )
 
 
-def _as_rgb(images: np.ndarray, where: str, name: str) -> np.ndarray:
+def as_rgb(images: np.ndarray, where: str, name: str) -> np.ndarray:
   """uint8 (N, H, W, 3) from (N, H, W) or (N, H, W, 1 or 3) uint8."""
   if images.dtype != np.uint8:
     raise ValueError(f"{where}: {name} has dtype {images.dtype}; images must be uint8 in [0, 255].")
@@ -170,7 +170,7 @@ def load_npz_images(
   missing = sorted({"images", "labels"} - set(arrays))
   if missing:
     raise ValueError(f"{where} lacks {missing}; it needs `images` and `labels`.")
-  images = _as_rgb(arrays["images"], where, "images")
+  images = as_rgb(arrays["images"], where, "images")
   checks.check_rows(images, where, "images")
   if "class_names" in arrays:
     names = tuple(str(n) for n in arrays["class_names"].reshape(-1))
@@ -189,7 +189,7 @@ def load_npz_images(
   if ("validation_images" in arrays) != ("validation_labels" in arrays):
     raise ValueError(f"{where}: give both validation_images and validation_labels, or neither.")
   if "validation_images" in arrays:
-    test_images = _as_rgb(arrays["validation_images"], where, "validation_images")
+    test_images = as_rgb(arrays["validation_images"], where, "validation_images")
     test_labels = checks.check_labels(
         arrays["validation_labels"], len(names), where, "validation_labels"
     )
