@@ -239,12 +239,13 @@ def digits_config(arg: str | None) -> ml_collections.ConfigDict:
   return config
 
 
-# Per data set: concentration kappa = nu (VIBE_SPEC.md section 1) and the default data_dir.
+# Per data set: concentration kappa = nu (VIBE_SPEC.md section 1) and the default data_dir
+# ('': tfds's default, $TFDS_DATA_DIR or else ~/tensorflow_datasets).
 PAPER_DATASETS = {
-    "cifar10": {"kappa": 10.0, "data_dir": "~/tensorflow_datasets"},
-    "cifar100": {"kappa": 20.0, "data_dir": "~/tensorflow_datasets"},
+    "cifar10": {"kappa": 10.0, "data_dir": ""},
+    "cifar100": {"kappa": 20.0, "data_dir": ""},
     "imagenet30": {"kappa": 10.0, "data_dir": "~/data/imagenet30"},
-    "imagenet1k": {"kappa": 20.0, "data_dir": "~/tensorflow_datasets"},
+    "imagenet1k": {"kappa": 20.0, "data_dir": ""},
 }
 
 

@@ -24,6 +24,14 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
+# The tests' programs are tiny and run for milliseconds, so compiling them is most of the
+# suite's CPU time; XLA:CPU without LLVM's optimisation passes compiles them in about a
+# third less CPU time (measured: tests/em + test_benchmarks 122 -> 91 CPU-s, SSL All4One
+# 82 -> 52) and computes the same (the tests' tolerances hold). Subprocesses inherit it.
+_FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
+
 
 # The longest tests (minutes, mostly compiling in several processes), started first so that
 # they do not finish last: make test's two workers split the queue in halves and a worker

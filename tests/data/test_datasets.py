@@ -48,15 +48,13 @@ def test_lazy_training_rows_equal_the_eager_load(tmp_path):
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
-  with pytest.raises(ValueError, match="dataset.data_dir"):
-    load_dataset("cifar10", data_dir=None)
-  with pytest.raises(FileNotFoundError, match="tfds.data_source"):
+  with pytest.raises(FileNotFoundError, match="absent.*cifar-10-python.tar.gz.*tfds build"):
     load_dataset("cifar10", data_dir=str(tmp_path / "absent"))
 
 
 def test_unknown_dataset_lists_known_ones():
   with pytest.raises(ValueError, match="known: .*cifar10.*digits"):
-    load_dataset("mnist")
+    load_dataset("svhn")
 
 
 def write_image_folder(root, classes, per_class, sizes):
@@ -100,7 +98,5 @@ def test_imagenet1k_through_tfds_mock_data_and_no_download(tmp_path):
     data = load_dataset("imagenet1k", data_dir=str(tmp_path), image_size=24)
   assert data.train_images.shape == (3, 24, 24, 3) and data.test_images.shape == (3, 24, 24, 3)
   assert data.num_classes == 1000 and data.train_labels.max() < 1000
-  with pytest.raises(ValueError, match="manual_dir"):
-    load_dataset("imagenet1k")
   with pytest.raises(FileNotFoundError, match="image-net.org"):
     load_dataset("imagenet1k", data_dir=str(tmp_path / "absent"))

@@ -23,6 +23,26 @@ def image_folder(root, classes=3, per_class=4, size=40):
         )
 
 
+def backdoorbench_record_of(config, path):
+  """A BackdoorBench record of the (mock) data set: a corner patch on 6 training images and
+  every non-target test image, target 0."""
+  from helpers.backdoorbench_record import write_record
+  from vibe_jax.data.datasets import load_dataset
+
+  data = load_dataset(config.dataset.name, config.dataset.data_dir)
+  patched = lambda images: np.concatenate([images[:, :-3], np.full_like(images[:, -3:], 255)], 1)
+  train_mask = np.zeros(len(data.train_labels), bool)
+  train_mask[:6] = True
+  write_record(
+      str(path),
+      (patched(data.train_images), data.train_labels, train_mask),
+      (patched(data.test_images), data.test_labels, data.test_labels != 0),
+      target=0,
+      num_classes=data.num_classes,
+  )
+  return str(path)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_runs_a_few_steps(name, tmp_path):
@@ -54,5 +74,7 @@ def test_config_runs_a_few_steps(name, tmp_path):
     results = run.train_and_evaluate(config, str(tmp_path / "work"))
   else:
     with tfds.testing.mock_data(num_examples=60, policy=tfds.testing.MockPolicy.USE_CODE):
+      if config.attack.name == "backdoorbench":
+        config.attack.params.record = backdoorbench_record_of(config, tmp_path / "record")
       results = run.train_and_evaluate(config, str(tmp_path / "work"))
   assert 0.0 <= results["vibe"]["acc"] <= 1.0

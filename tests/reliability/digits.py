@@ -37,15 +37,12 @@ def config(arg: str = "a,runlocal", attack: str = "badnets", **fields):
 def run_in_process(workdir, fields: dict, *, devices: int = 1, timeout: float = 600):
   """This module as a script in a fresh process on `devices` CPU devices; the finished
   process (stdout and stderr captured as text)."""
-  env = {
-      **os.environ,
-      "JAX_PLATFORMS": "cpu",
-      "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-  }
+  from helpers.processes import cpu_environment  # tests/ is on sys.path under pytest only
+
   return subprocess.run(
       [sys.executable, os.path.abspath(__file__), str(workdir), json.dumps(fields)],
       cwd=ROOT,
-      env=env,
+      env=cpu_environment(devices),
       capture_output=True,
       text=True,
       timeout=timeout,

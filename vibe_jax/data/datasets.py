@@ -1,6 +1,7 @@
-"""Image classification data sets as uint8 NHWC arrays: digits (embedded), CIFAR-10/100 and
-ImageNet-1k via tfds (prepared beforehand; never downloaded), ImageNet-30 from an image
-folder. Input pipelines (normalisation, crops) live in vibe_jax/data/transforms.py."""
+"""Image classification data sets as uint8 NHWC arrays: digits (embedded), CIFAR-10/100 from
+their original python or binary files (data/cifar.py) or tfds, ImageNet-1k from its folder
+layout or tfds (prepared beforehand; never downloaded), ImageNet-30 from an image folder.
+Input pipelines (normalisation, crops) live in vibe_jax/data/transforms.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from vibe_jax.data.rows import Rows
+from vibe_jax.data import cifar
+from vibe_jax.data.rows import Rows, as_rows
 from vibe_jax.registry import Registry
 
 
@@ -106,6 +108,13 @@ def load_digits(
   return Dataset("digits", train_images, labels[train], rgb(test), labels[test], 10)
 
 
+def tfds_data_dir(data_dir: str | None) -> str:
+  """dataset.data_dir, or where tfds looks when it is empty: $TFDS_DATA_DIR, then
+  ~/tensorflow_datasets (tfds's own default, as big_vision leaves it)."""
+  chosen = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+  return os.path.expanduser(chosen)
+
+
 _TFDS_PREPARE_HINT = (
     'Prepare it once on a machine with internet access, e.g. `python -c "import '
     "tensorflow_datasets as tfds; tfds.data_source('{name}', data_dir='{data_dir}', "
@@ -131,12 +140,7 @@ def _load_tfds(
   """
   import tensorflow_datasets as tfds
 
-  if not data_dir:
-    raise ValueError(
-        f"Data set {name!r} needs config field dataset.data_dir. "
-        + hint.format(name=name, data_dir="DIR")
-    )
-  data_dir = os.path.expanduser(data_dir)
+  data_dir = tfds_data_dir(data_dir)
   try:
     train, test = [
         tfds.data_source(name, split=split, data_dir=data_dir, download=False) for split in splits
@@ -192,38 +196,81 @@ def _read(source, indices) -> list:
     return [source[i] for i in indices]
 
 
+_CIFAR_HINT = (
+    "Put the original files in it: download {tarball} (python version, as torchvision "
+    "uses) or the binary version from https://www.cs.toronto.edu/~kriz/cifar.html and run "
+    "`tar xzf {tarball} -C {data_dir}`; or prepare it with tfds on a machine with "
+    "TensorFlow (`tfds build {name} --data_dir={data_dir} --file_format=array_record`)."
+)
+
+
+def _load_cifar(name: str, data_dir: str | None, num_classes: int, lazy_train: bool) -> Dataset:
+  """From the original python or binary files when data_dir holds them (no TensorFlow
+  needed), else from a tfds-prepared directory."""
+  directory = tfds_data_dir(data_dir)
+  found = cifar.find(name, directory) if os.path.isdir(directory) else None
+  if found is None:
+    tarball = "cifar-10-python.tar.gz" if name == "cifar10" else "cifar-100-python.tar.gz"
+    hint = _CIFAR_HINT.format(tarball=tarball, name=name, data_dir="{data_dir}")
+    return _load_tfds(name, data_dir, num_classes, hint=hint, lazy_train=lazy_train)
+  train_images, train_labels, test_images, test_labels = cifar.read(found)
+  if lazy_train:
+    train_images = as_rows(train_images)  # 150 MB: read whole, handed out by row
+  return Dataset(name, train_images, train_labels, test_images, test_labels, num_classes)
+
+
 @DATASETS.register("cifar10")
 def load_cifar10(data_dir: str | None = None, seed: int = 0, lazy_train: bool = False) -> Dataset:
   del seed
-  return _load_tfds("cifar10", data_dir, 10, lazy_train=lazy_train)
+  return _load_cifar("cifar10", data_dir, 10, lazy_train)
 
 
 @DATASETS.register("cifar100")
 def load_cifar100(data_dir: str | None = None, seed: int = 0, lazy_train: bool = False) -> Dataset:
   del seed
-  return _load_tfds("cifar100", data_dir, 100, lazy_train=lazy_train)
+  return _load_cifar("cifar100", data_dir, 100, lazy_train)
 
 
 _IMAGENET_HINT = (
     "ImageNet-1k cannot be downloaded automatically: get ILSVRC2012_img_train.tar and "
-    "ILSVRC2012_img_val.tar from image-net.org, then `tfds build imagenet2012 "
-    "--manual_dir=TARS_DIR --data_dir={data_dir} --file_format=array_record` and point "
-    "config field dataset.data_dir at that data_dir."
+    "ILSVRC2012_img_val.tar from image-net.org and either unpack them into "
+    "{data_dir}/train/<wnid>/*.JPEG and {data_dir}/val/<wnid>/*.JPEG (the layout torchvision's "
+    "ImageFolder reads; the validation images sorted into class folders), or, with "
+    "TensorFlow, `tfds build imagenet2012 --manual_dir=TARS_DIR --data_dir={data_dir} "
+    "--file_format=array_record`; then point config field dataset.data_dir at that folder."
 )
 
 
 @DATASETS.register("imagenet1k")
 def load_imagenet1k(
-    data_dir: str | None = None, seed: int = 0, image_size: int = 224, lazy_train: bool = False
+    data_dir: str | None = None,
+    seed: int = 0,
+    image_size: int = 224,
+    num_threads: int = 8,
+    lazy_train: bool = False,
 ) -> Dataset:
-  """tfds 'imagenet2012' (train / validation), every image resized to image_size squared.
+  """ImageNet-1k from data_dir/train/<wnid>/ and data_dir/val/<wnid>/ (classes in sorted
+  wnid order, as torchvision's ImageFolder), or else tfds 'imagenet2012' (train /
+  validation); every image resized to image_size squared.
 
   Like the reference (torchvision Resize((224, 224)) before poisoning), images are stored
   at one square size, so the attacks see fixed shapes; the eval pipeline (transforms.py)
   then resizes to 256 and centre-crops 224. Memory: 1.28M x 224 x 224 x 3 bytes is about
-  193 GB; use a smaller dataset.options.image_size for experiments that fit in RAM.
+  193 GB; load lazily (parallel.per_host_loading) or use a smaller dataset.options.image_size.
   """
   del seed
+  directory = tfds_data_dir(data_dir)
+  if all(os.path.isdir(os.path.join(directory, split)) for split in ("train", "val")):
+    val = os.path.join(directory, "val")
+    if not any(os.path.isdir(os.path.join(val, entry)) for entry in os.listdir(val)):
+      raise FileNotFoundError(
+          f"{val} has no class folders: ILSVRC2012_img_val.tar unpacks flat, so sort its "
+          "images into val/<wnid>/ by their labels (the devkit's ground truth; a common "
+          "script is valprep.sh) so that both splits read as train/<wnid>/*.JPEG."
+      )
+    return _load_image_folders(
+        "imagenet1k", directory, ("train", "val"), image_size, num_threads, lazy_train
+    )
   return _load_tfds(
       "imagenet2012",
       data_dir,
@@ -287,16 +334,32 @@ def load_imagenet30(
         "with train/<class>/*.jpg and test/<class>/*.jpg (the reference's "
         "imagenet_subset tarball, unpacked)."
     )
-  data_dir = os.path.expanduser(data_dir)
-  splits = {split: os.path.join(data_dir, split) for split in ("train", "test")}
-  for split, root in splits.items():
+  directory = os.path.expanduser(data_dir)
+  return _load_image_folders(
+      "imagenet30", directory, ("train", "test"), image_size, num_threads, lazy_train
+  )
+
+
+def _load_image_folders(
+    name: str,
+    data_dir: str,
+    splits: tuple[str, str],
+    image_size: int,
+    num_threads: int,
+    lazy_train: bool,
+) -> Dataset:
+  """data_dir/<train split>/<class>/<image> and data_dir/<test split>/<class>/<image>,
+  resized to image_size squared; the training images read on demand with `lazy_train`
+  (each host decodes only its rows)."""
+  roots = {split: os.path.join(data_dir, split) for split in splits}
+  for split, root in roots.items():
     if not os.path.isdir(root):
       raise FileNotFoundError(
           f"dataset.data_dir={data_dir!r} has no {split}/ folder; expected "
-          f"{split}/<class>/<image> for both train and test."
+          f"{split}/<class>/<image> for both {splits[0]} and {splits[1]}."
       )
-  classes, train_paths, train_labels = _image_folder_split(splits["train"], None)
-  _, test_paths, test_labels = _image_folder_split(splits["test"], classes)
+  classes, train_paths, train_labels = _image_folder_split(roots[splits[0]], None)
+  _, test_paths, test_labels = _image_folder_split(roots[splits[1]], classes)
 
   def read(paths: list[str]) -> np.ndarray:
     with concurrent.futures.ThreadPoolExecutor(max(1, num_threads)) as pool:
@@ -312,6 +375,4 @@ def load_imagenet30(
       if lazy_train
       else read(train_paths)
   )
-  return Dataset(
-      "imagenet30", train_images, train_labels, read(test_paths), test_labels, len(classes)
-  )
+  return Dataset(name, train_images, train_labels, read(test_paths), test_labels, len(classes))

@@ -12,7 +12,7 @@ Two layouts:
 * folder (Qi et al.'s Adaptive toolbox, `poisoned_train_set/...`): images `<i>.png` in
   `imgs/` (the toolbox) or `data/` (the VIBE reference), sorted by the number i; files
   `labels`, `poison_indices` and optionally `cover_indices`, each a .npy file or a
-  torch.save file (extension .pt or none; read with torch when it is installed). A test
+  torch.save file (extension .pt or none; read without torch, vibe_jax/safe_pickle.py). A test
   folder holds the triggered test images `<i>.png` (directly or in imgs/ or data/) and
   optionally `labels` (the attacker's labels) and `true_labels`.
 """
@@ -26,7 +26,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from vibe_jax import errors, files
+from vibe_jax import errors, files, safe_pickle
 
 _IMAGE_DIRS = ("imgs", "data")
 _ARRAY_SUFFIXES = (".npy", "", ".pt")
@@ -140,7 +140,8 @@ def _read_npz_train(path: str) -> PrePoisonedTrain:
 
 
 def read_array(stem: str, required: bool = True) -> np.ndarray | None:
-  """`stem`.npy, or a torch.save file `stem` / `stem`.pt (needs torch), as a numpy array."""
+  """`stem`.npy, or a torch.save file `stem` / `stem`.pt (read without torch by
+  vibe_jax/safe_pickle.py: tensors, numpy arrays and lists only), as a numpy array."""
   for suffix in _ARRAY_SUFFIXES:
     path = stem + suffix
     if not os.path.isfile(path):
@@ -149,16 +150,7 @@ def read_array(stem: str, required: bool = True) -> np.ndarray | None:
       is_npy = f.read(6) == b"\x93NUMPY"
     if is_npy:
       return np.load(path, allow_pickle=False)
-    try:
-      import torch
-    except ImportError as error:
-      raise ImportError(
-          f"{path} is a torch.save file and torch is not installed; install "
-          "torch (requirements-dev.txt) or save it with np.save as "
-          f"{stem}.npy."
-      ) from error
-    value = torch.load(path, map_location="cpu", weights_only=True)
-    return value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    return np.asarray(safe_pickle.load_torch_file(path))
   if required:
     raise FileNotFoundError(f"Missing {stem}.npy / {stem} / {stem}.pt.")
   return None

@@ -2,6 +2,7 @@
 
 from vibe_jax.data.attacks import (  # noqa: F401  (registration)
     adaptive,
+    backdoorbench,
     badnets,
     blend,
     ftrojan,
