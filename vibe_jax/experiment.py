@@ -16,7 +16,6 @@ from jax.sharding import Mesh
 from vibe_jax import features as features_lib
 from vibe_jax import parallel
 from vibe_jax.data import attacks, checks, datasets
-from vibe_jax.data import own_data  # noqa: F401  (registers image_folder, npz_images)
 from vibe_jax.variants import get_variant
 
 __all__ = [
