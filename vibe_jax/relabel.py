@@ -171,19 +171,24 @@ def class_summary(relabelling: Relabelling) -> list[dict]:
 
 
 def detection_quality(relabelling: Relabelling, poison_mask: np.ndarray) -> dict:
-  """On a benchmark (the poison mask known, used here only): precision and recall of
-  "VIBE changed the given label" as a poison detector, and the AUROC of the suspicion
+  """On a benchmark (the poison mask known, used here only): "VIBE changed the given label"
+  as a poison detector, in BackdoorBench's detection columns (TN, FP, FN, TP, TPR = recall,
+  FPR, as its detection_info.csv) plus precision and F1, and the AUROC of the suspicion
   (None when the mask holds one class only)."""
   from sklearn import metrics as sk_metrics  # pylint: disable=import-outside-toplevel
 
   mask = np.asarray(poison_mask, bool)
   flagged = relabelling.relabelled
+  tn, fp, fn, tp = sk_metrics.confusion_matrix(mask, flagged, labels=[False, True]).ravel()
   both = mask.any() and not mask.all()
   return {
       "poisoned": int(mask.sum()),
       "relabelled": int(flagged.sum()),
+      **{"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
       "precision": float(sk_metrics.precision_score(mask, flagged, zero_division=0)),
       "recall": float(sk_metrics.recall_score(mask, flagged, zero_division=0)),
+      "fpr": float(fp / max(fp + tn, 1)),
+      "f1": float(sk_metrics.f1_score(mask, flagged, zero_division=0)),
       "auroc": float(sk_metrics.roc_auc_score(mask, relabelling.suspicion)) if both else None,
   }
 
@@ -234,7 +239,7 @@ def format_summary(summary: dict) -> str:
     auroc = "-" if detection["auroc"] is None else f"{detection['auroc']:.4f}"
     lines.append(
         f"Detection (benchmark poison mask): precision {detection['precision']:.4f}, recall "
-        f"{detection['recall']:.4f}, AUROC {auroc}"
+        f"(TPR) {detection['recall']:.4f}, FPR {detection['fpr']:.4f}, AUROC {auroc}"
     )
   return "\n".join(lines)
 

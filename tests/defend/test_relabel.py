@@ -86,7 +86,16 @@ def test_detection_quality_against_hand_counts():
   pairs = [(p, c) for p in r.suspicion[mask] for c in r.suspicion[~mask]]
   auroc = np.mean([1.0 if p > c else 0.5 if p == c else 0.0 for p, c in pairs])
   assert quality == pytest.approx(
-      {"poisoned": 3, "relabelled": 3, "precision": 2 / 3, "recall": 2 / 3, "auroc": auroc}
+      {
+          "poisoned": 3,
+          "relabelled": 3,
+          **{"tn": 4, "fp": 1, "fn": 1, "tp": 2},
+          "precision": 2 / 3,
+          "recall": 2 / 3,
+          "fpr": 1 / 5,
+          "f1": 2 / 3,
+          "auroc": auroc,
+      }
   )
 
 

@@ -62,8 +62,8 @@ def summary_lines(summary: dict) -> list[str]:
     auroc = "-" if detection["auroc"] is None else f"{detection['auroc']:.4f}"
     lines += [
         f"Detection against the benchmark's poison mask ({detection['poisoned']} poisoned): "
-        f"precision {detection['precision']:.4f}, recall {detection['recall']:.4f} of "
-        f"'VIBE changed the label'; AUROC of the suspicion {auroc}.",
+        f"precision {detection['precision']:.4f}, recall (TPR) {detection['recall']:.4f}, FPR "
+        f"{detection['fpr']:.4f} of 'VIBE changed the label'; AUROC of the suspicion {auroc}.",
         "",
     ]
   rows = [
