@@ -23,7 +23,6 @@ __all__ = [
     "build_experiment",
     "check_batch_sizes",
     "loads_per_host",
-    "plants_backdoor",
     "setup_devices",
     "validate_config",
     "validate_data_config",
@@ -38,12 +37,6 @@ class Experiment:
   attack: attacks.Attack
   poisoned_train: attacks.PoisonedTrainSet
   poisoned_test: attacks.PoisonedTestSet
-
-
-def plants_backdoor(config: ml_collections.ConfigDict) -> bool:
-  """Whether the configured attack plants one (every attack but 'none'), so that a poison
-  mask and a triggered test set exist."""
-  return attacks.ATTACKS.get(config.attack.name, field="attack.name").plants_backdoor
 
 
 def validate_data_config(config: ml_collections.ConfigDict) -> None:
