@@ -11,26 +11,33 @@
   python main.py --config configs/own_data.py:ss_a --config.backbone.checkpoint=CKPT ...
 
 Training images at ROOT/<class>/<image> (any format PIL reads; class names are the folder
-names), or with `:npz` (combinable: `:f,npz`) an .npz with `images` and `labels`
-(vibe_jax/data/own_data.py). Variants as everywhere (a, f on pixels; fm_a, fm_f with
---config.features.extractor=backbone or --config.features.file; ss_a, ss_f fine-tune
-backbone.checkpoint, e.g. from `--mode pretrain` with this same config). The schedule is
-the digits one (common.digits_config: 2,000 VIBE iterations, E-step every 250, lr 0.01 on
-frozen features), sized for a few thousand images; scale train.steps with the data.
+names); with `:npz` (combinable: `:f,npz`) an .npz with `images` and `labels`
+(vibe_jax/data/own_data.py); with the name of a registered data set (`:a,digits`,
+`:a,fashion_mnist`) that data set as given. Variants as everywhere: a, f on pixels; fm_a,
+fm_f with --config.features.extractor=backbone (or a features file, which needs its test
+arrays, vibe_jax/features.py); ss_a, ss_f fine-tune backbone.checkpoint, e.g. one from
+`--mode pretrain` with this same config. The schedule is the digits one
+(common.digits_config: 2,000 VIBE iterations, E-step every 250, lr 0.01 on frozen
+features), sized for a few thousand images; scale train.steps with the data.
 """
 
 import ml_collections
 
 from configs import common
+from vibe_jax.data.datasets import DATASETS
 
 
 def get_config(arg: str = common.DEFAULT_VARIANT):
+  """`arg`: VARIANT[,runlocal] as everywhere, plus optionally the data set: `npz`
+  (npz_images) or any registered data set's name (e.g. `digits`, `fashion_mnist`: taken as
+  given, no attack); image_folder otherwise."""
   tokens = [t for t in (arg or "").split(",") if t]
-  npz = "npz" in tokens
-  config = common.digits_config(",".join(t for t in tokens if t != "npz"))
-  config.dataset.name = "npz_images" if npz else "image_folder"
+  names = [t for t in tokens if t == "npz" or t in DATASETS]
+  config = common.digits_config(",".join(t for t in tokens if t not in names))
+  name = {"npz": "npz_images"}.get(names[-1], names[-1]) if names else "image_folder"
+  config.dataset.name = name
   config.dataset.options = ml_collections.ConfigDict(
-      {} if npz else {"validation_dir": "", "image_size": 0}
+      {"validation_dir": "", "image_size": 0} if name == "image_folder" else {}
   )
   common.set_attack(config, "none")
   return config

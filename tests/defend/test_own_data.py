@@ -82,3 +82,16 @@ def test_npz_images_with_names_and_validation(tmp_path):
 
 def test_every_suffix_pil_reads_is_an_image():
   assert {".png", ".jpg", ".tif", ".ppm"} <= set(own_data._image_suffixes())
+
+
+def test_own_data_config_takes_a_registered_data_set_as_given():
+  from configs import own_data
+  from vibe_jax.experiment import build_experiment
+
+  config = own_data.get_config("f,digits")
+  assert (config.variant, config.dataset.name, config.attack.name) == ("f", "digits", "none")
+  experiment = build_experiment(config)
+  train, test = experiment.poisoned_train, experiment.poisoned_test
+  np.testing.assert_array_equal(train.labels, experiment.dataset.train_labels)
+  np.testing.assert_array_equal(train.images, experiment.dataset.train_images)
+  assert not train.poison_mask.any() and len(test.images) == 0
