@@ -72,6 +72,11 @@ def _digest(arrays: dict[str, np.ndarray]) -> str:
   return digest.hexdigest()
 
 
+def _read_text(path: str) -> str:
+  with open(path) as f:
+    return f.read()
+
+
 def defend(
     images: np.ndarray,
     labels: np.ndarray,
@@ -86,9 +91,9 @@ def defend(
   given `labels` (N,) and relabels them (module docstring). `config`: e.g.
   configs/own_data.py's get_config('a,npz') (attack 'none'; its data set fields are set
   here). `validation`: clean (images, labels), scored before and after. `workdir`: where
-  the run is kept (a fresh temporary folder by default); rerun with the same arrays it
-  resumes, with other arrays it is refused unless `restart` (the old contents are moved
-  aside)."""
+  the run is kept (a fresh temporary folder by default); rerun with the same arrays and
+  config it resumes, with other arrays it is refused; `restart` moves the old contents
+  aside and starts over."""
   if config.attack.name != "none":
     raise ValueError(
         f"config.attack.name={config.attack.name!r}: defend() takes your images as they are; "
@@ -103,13 +108,13 @@ def defend(
   os.makedirs(workdir, exist_ok=True)
   path, digest = os.path.join(workdir, DATA_FILE), _digest(arrays)
   stamp = path + ".sha256"
-  if os.path.exists(stamp) and open(stamp).read() != digest:
-    if not restart:
-      raise FileExistsError(
-          f"workdir {workdir} holds a defense of other images; pass another workdir, or "
-          "restart=True to move its contents aside and start over."
-      )
+  if restart:
     files.move_contents_aside(workdir)
+  elif os.path.exists(stamp) and _read_text(stamp) != digest:
+    raise FileExistsError(
+        f"workdir {workdir} holds a defense of other images; pass another workdir, or "
+        "restart=True to move its contents aside and start over."
+    )
   if not os.path.exists(stamp):
     files.save_npz_atomically(path, **arrays)
     files.write_text_atomically(stamp, digest)

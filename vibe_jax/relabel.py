@@ -42,6 +42,7 @@ from vibe_jax.data import rows as rows_lib
 from vibe_jax.em import estep, inference
 from vibe_jax.em.loop import EStepSettings
 from vibe_jax.models.vibe import VibeModel
+from vibe_jax.prepare import TrainingSet
 
 __all__ = [
     "RELABEL_COLUMNS",
@@ -115,7 +116,7 @@ def posterior_scores(
 
 def relabel(
     model: VibeModel,
-    training,  # prepare.TrainingSet (not imported: prepare imports the whole flow)
+    training: TrainingSet,
     keep: np.ndarray,
     settings: EStepSettings,
 ) -> Relabelling:
