@@ -36,6 +36,7 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from vibe_jax import files
 from vibe_jax.data import rows as rows_lib
@@ -138,6 +139,14 @@ def relabel(
       fixed_iterations=settings.fixed_iterations,
       adaptive_momentum=settings.adaptive_momentum,
   )
+  if not bool(solver.converged):
+    logging.warning(
+        "The relabelling E-step's Sinkhorn did not converge (marginal error %.3g, "
+        "estep.threshold=%g): VIBE's labels and the suspicion are approximate; raise "
+        "estep.max_iterations.",
+        float(solver.marginal_error),
+        settings.threshold,
+    )
   scores = posterior_scores(ln_p, np.asarray(solver.label_potentials), given)
   num_classes = ln_p.shape[1]
   return Relabelling(
