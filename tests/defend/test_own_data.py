@@ -95,3 +95,23 @@ def test_own_data_config_takes_a_registered_data_set_as_given():
   np.testing.assert_array_equal(train.labels, experiment.dataset.train_labels)
   np.testing.assert_array_equal(train.images, experiment.dataset.train_images)
   assert not train.poison_mask.any() and len(test.images) == 0
+
+
+def test_own_data_pipeline_keeps_the_size_and_normalises_with_imagenet_statistics():
+  import jax
+
+  from vibe_jax.data import transforms
+
+  pipeline = transforms.get_pipeline("image_folder")
+  images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+  mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+  np.testing.assert_allclose(pipeline.eval(images), (images / 255.0 - mean) / std, atol=1e-5)
+  augmented = np.asarray(pipeline.train(jax.random.key(0), images))
+  assert augmented.shape == (3, 8, 8, 3)
+  # Every augmented pixel is a normalised source pixel or the zero padding.
+  values = np.concatenate([((images / 255.0 - mean) / std).reshape(-1, 3), -mean[None] / std])
+  assert all(
+      np.isclose(values, pixel, atol=1e-5).all(1).any() for pixel in augmented.reshape(-1, 3)
+  )
+  with pytest.raises(ValueError, match="image_size"):
+    pipeline.train(jax.random.key(0), images[:, :, :6])
