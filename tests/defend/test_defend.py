@@ -16,7 +16,7 @@ from helpers.cli import run_main
 from vibe_jax import relabel
 from vibe_jax.data.datasets import load_dataset
 
-from .folders import planted_digits_folder
+from .folders import CLASSES, planted_digits_folder
 
 
 @pytest.mark.slow
@@ -44,7 +44,7 @@ def test_defend_ranks_the_planted_images_first(tmp_path):
   )
   assert tuple(rows[0]) == relabel.RELABEL_COLUMNS
   assert sorted(row["file"] for row in rows) == train_files
-  assert {row["given_label"] for row in rows} == set(own_data_classes())
+  assert {row["given_label"] for row in rows} == set(CLASSES)
   with open(os.path.join(workdir, "suspicious.csv")) as f:
     ranked = [row["file"] for row in csv.DictReader(f)]
   # The first half of the list is planted images (a clean 1 that looks like a 2 may sit
@@ -80,10 +80,6 @@ def test_defend_ranks_the_planted_images_first(tmp_path):
   predict = vibe_jax.load_predictor(workdir)
   accuracy = np.mean(predict(validation.test_images) == validation.test_labels)
   assert accuracy == pytest.approx(results["vibe"]["acc"])
-
-
-def own_data_classes():
-  return ("zero", "one", "two")
 
 
 def test_defend_names_an_empty_class_folder_in_one_line(tmp_path, capsys):
