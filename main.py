@@ -5,6 +5,8 @@ python main.py --config configs/digits_badnets.py:f --config.train.steps=500 --w
 python main.py --config configs/digits_badnets.py --mode pretrain --workdir DIR  # SimCLR
 python main.py --config configs/digits_badnets.py --config.ssl.method=all4one --mode pretrain \
     --workdir DIR
+python main.py --config configs/own_data.py --config.dataset.data_dir=ROOT --mode defend \
+    --workdir DIR                               # your own images: relabel.csv, suspicious.csv
 python main.py --mode report --workdir DIR      # plots + report.md, even of an unfinished run
 python main.py --config configs/digits_blend.py --workdir DIR --restart  # DIR held another run
 
@@ -34,9 +36,11 @@ flags.DEFINE_string(
 flags.DEFINE_enum(
     "mode",
     "train",
-    ["train", "eval", "extract", "pretrain", "report"],
+    ["train", "defend", "eval", "extract", "pretrain", "report"],
     "train: train the baseline and VIBE (resuming from the workdir's "
-    "checkpoints); eval: evaluate the workdir's saved models; extract: write "
+    "checkpoints); defend: train as train, then relabel the training set with the "
+    "defended model (relabel.csv, suspicious.csv, defense.json; configs/own_data.py for "
+    "your own images); eval: evaluate the workdir's saved models; extract: write "
     "the frozen features and labels to WORKDIR/features_file.npz; pretrain: "
     "SimCLR or All4One (config.ssl.method) on the poisoned, unlabelled "
     "training set (config.ssl), writing "
@@ -54,7 +58,7 @@ flags.DEFINE_enum(
 flags.DEFINE_bool(
     "restart",
     False,
-    "train: start over in a --workdir that holds another experiment (or this one): its "
+    "train, defend: start over in a --workdir that holds another experiment (or this one): its "
     "contents are moved to WORKDIR/replaced-<time>/, nothing is deleted. Without it such a "
     "workdir is refused, naming the config fields that differ.",
 )
@@ -123,14 +127,18 @@ def run_mode(options: flags.FlagValues) -> None:
     return
   if options.config is None:
     raise errors.UserError(f"--config is required for --mode {options.mode}.")
-  if options.restart and options.mode != "train":
-    raise errors.UserError("--restart starts a training run over; it needs --mode train.")
+  if options.restart and options.mode not in ("train", "defend"):
+    raise errors.UserError(
+        "--restart starts a training run over; it needs --mode train or --mode defend."
+    )
   if options.mode == "eval":
     run.evaluate_checkpoint(options.config, options.workdir)
   elif options.mode == "extract":
     run.extract_features(options.config, options.workdir)
   elif options.mode == "pretrain":
     pretrain.pretrain(options.config, options.workdir)
+  elif options.mode == "defend":
+    run.defend(options.config, options.workdir, restart=options.restart)
   else:
     run.train_and_evaluate(options.config, options.workdir, restart=options.restart)
 

@@ -77,7 +77,13 @@ def backbone_features(
 def make_extractor(config: ml_collections.ConfigDict, train_images: np.ndarray) -> FeatureFn:
   """The configured extractor (config field features.extractor), output L2-normalised."""
   raw = EXTRACTORS.get(config.features.extractor, field="features.extractor")(config, train_images)
-  return lambda images: l2_normalize(np.asarray(raw(images), np.float32))
+
+  def extract(images: np.ndarray) -> np.ndarray:
+    if len(images) == 0:  # an empty split (own data without a validation set): (0, D)
+      return extract(np.zeros((1, *images.shape[1:]), images.dtype))[:0]
+    return l2_normalize(np.asarray(raw(images), np.float32))
+
+  return extract
 
 
 def cached_arrays(cache_path: str, fingerprint: dict, compute: Callable[[], dict]) -> dict:

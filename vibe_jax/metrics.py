@@ -63,14 +63,18 @@ def pseudo_label_diagnostics(
     true_labels: np.ndarray,
     poison_mask: np.ndarray,
 ) -> dict[str, float]:
-  """How the E-step's labels relate to the given labels, the true labels and the poison."""
+  """How the E-step's labels relate to the given labels, the true labels and the poison
+  (poison_restored only when some sample is marked poisoned: a data owner's set has no
+  mask, and 0 restored of none would read as a failure)."""
   pseudo_labels, true_labels = np.asarray(pseudo_labels), np.asarray(true_labels)
   poison_mask = np.asarray(poison_mask, bool)
-  return {
+  diagnostics = {
       "agree_given": accuracy(pseudo_labels, given_labels),
       "agree_true": accuracy(pseudo_labels, true_labels),
-      "poison_restored": accuracy(pseudo_labels[poison_mask], true_labels[poison_mask]),
   }
+  if poison_mask.any():
+    diagnostics["poison_restored"] = accuracy(pseudo_labels[poison_mask], true_labels[poison_mask])
+  return diagnostics
 
 
 def defense_effectiveness_rate(victim: dict, defended: dict) -> float:

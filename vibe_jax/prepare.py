@@ -59,6 +59,9 @@ class TrainingSet:
   num_classes: int  # the data set's, or the features file's (declared or checked)
   augment: Callable | None = None  # images: the training transform
   preprocess: Callable | None = None  # images: the eval transform
+  images: np.ndarray | rows_lib.Rows | None = None  # the raw images (None: a features file)
+  class_names: tuple[str, ...] = ()  # the data set's, when it names them
+  sample_names: tuple[str, ...] = ()  # a name per row (own data: the file), when known
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,16 +78,21 @@ class EvalSets:
   preprocess: Callable | None = None
 
   def predict(self, model: VibeModel) -> dict[str, np.ndarray]:
-    """Predictions on the clean and on the poisoned test set."""
+    """Predictions on the clean and on the poisoned test set (either may be empty)."""
     return {
-        "clean": inference.predict(model, self.clean_inputs, preprocess=self.preprocess),
-        "poisoned": inference.predict(model, self.poisoned_inputs, preprocess=self.preprocess),
+        split: (
+            inference.predict(model, inputs, preprocess=self.preprocess)
+            if inputs.shape[0]
+            else np.zeros(0, np.int32)
+        )
+        for split, inputs in (("clean", self.clean_inputs), ("poisoned", self.poisoned_inputs))
     }
 
   def evaluate(
       self, model: VibeModel, predictions: dict[str, np.ndarray] | None = None
   ) -> dict[str, float]:
-    """ACC / ASR / RA (and per attack, with several)."""
+    """ACC / ASR / RA (and per attack, with several); a metric of an empty set (own data:
+    no triggered test set, maybe no validation set) is left out, not reported as 0."""
     predictions = self.predict(model) if predictions is None else predictions
     results = metrics.defense_metrics(
         predictions["clean"],
@@ -93,6 +101,10 @@ class EvalSets:
         self.poisoned_true_labels,
         self.attacker_labels,
     )
+    if not len(self.clean_labels):
+      del results["acc"]
+    if not len(self.poisoned_true_labels):
+      del results["asr"], results["ra"]
     if self.attack_index is not None:
       results.update(
           metrics.per_attack_metrics(
@@ -156,6 +168,7 @@ def load_sets(
     )
     training = TrainingSet(
         inputs=train.images,
+        images=train.images,
         features=features_lib.training_features(extract, train.images, mesh),
         given_labels=train.labels.astype(np.int32),
         true_labels=train.true_labels,
@@ -163,8 +176,10 @@ def load_sets(
         num_classes=experiment.dataset.num_classes,
         augment=pipeline.train,
         preprocess=pipeline.eval,
+        **_names(experiment.dataset),
     )
     return training, _image_eval_sets(experiment, mesh, pipeline.eval)
+  source = {}
   if config.features.file:
     arrays = features_lib.read_feature_file(config.features.file)
     experiment_lib.check_batch_sizes(config, mesh, len(arrays["train_labels"]))
@@ -173,6 +188,7 @@ def load_sets(
     experiment_lib.check_batch_sizes(config, mesh, len(experiment.poisoned_train.labels))
     _save_trigger_examples(config, workdir, experiment)
     arrays = features_lib.experiment_feature_arrays(config, experiment, workdir, mesh)
+    source = {"images": experiment.poisoned_train.images, **_names(experiment.dataset)}
   given = arrays["train_labels"].astype(np.int32)
   training = TrainingSet(
       inputs=arrays["train_features"],
@@ -181,6 +197,7 @@ def load_sets(
       true_labels=arrays.get("train_true_labels", given),
       poison_mask=arrays.get("train_poison_mask", np.zeros(len(given), bool)).astype(bool),
       num_classes=int(arrays["num_classes"]),
+      **source,
   )
   return training, _eval_sets(arrays, mesh)
 
@@ -192,6 +209,11 @@ def _save_trigger_examples(
   while the clean and the poisoned images are both at hand."""
   if config.report.enabled and jax.process_index() == 0:
     triggers_lib.save_examples(os.path.join(workdir, triggers_lib.EXAMPLES_FILE), experiment)
+
+
+def _names(dataset) -> dict:
+  """TrainingSet's class and sample names from a data set that has them."""
+  return {"class_names": dataset.class_names, "sample_names": dataset.train_files}
 
 
 def leiden_filter(
@@ -249,7 +271,8 @@ class ModelFactory:
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
-  """What a run trains on and is scored against."""
+  """What a run trains on and is scored against; `training` is the whole training set and
+  `keep` the rows the filter kept (those in `data`), for relabelling every row afterwards."""
 
   variant: Variant
   num_classes: int
@@ -257,6 +280,8 @@ class Prepared:
   eval_sets: EvalSets
   new_model: Callable[[float], VibeModel]  # kappa -> a fresh model
   filter_report: dict | None
+  training: TrainingSet
+  keep: np.ndarray
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prepared:
@@ -285,6 +310,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
       eval_sets=eval_sets,
       new_model=ModelFactory(config, variant, centroids),
       filter_report=report,
+      training=training,
+      keep=keep,
   )
 
 

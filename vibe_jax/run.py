@@ -1,4 +1,5 @@
-"""The mode entry points main.py calls: train (the baseline and VIBE), eval, extract.
+"""The mode entry points main.py calls: train (the baseline and VIBE), defend (train, then
+relabel the training set), eval, extract.
 
 Each is `mode(config, workdir)`, in the shape of flax's `train_and_evaluate`: assembly
 (vibe_jax.experiment), preparation (vibe_jax.prepare), the EM loop (vibe_jax.em.loop),
@@ -7,6 +8,7 @@ then the results and the report.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -16,7 +18,7 @@ import ml_collections
 from vibe_jax import experiment as experiment_lib
 from vibe_jax import features as features_lib
 from vibe_jax.em import loop
-from vibe_jax import files, metrics
+from vibe_jax import files, metrics, relabel
 from vibe_jax import workdir as workdir_lib
 from vibe_jax.checkpoint import saved_steps
 from vibe_jax.prepare import Prepared, prepare, prepare_victim
@@ -24,9 +26,17 @@ from vibe_jax.report import predictions as predictions_lib
 from vibe_jax.report import report as report_lib
 from vibe_jax.report import snapshots, writers
 from vibe_jax.report import triggers as triggers_lib
+from vibe_jax.models.vibe import VibeModel
 from vibe_jax.variants import get_variant
 
-__all__ = ["evaluate_checkpoint", "extract_features", "format_results_table", "train_and_evaluate"]
+__all__ = [
+    "Defense",
+    "defend",
+    "evaluate_checkpoint",
+    "extract_features",
+    "format_results_table",
+    "train_and_evaluate",
+]
 
 
 def _results_header(config: ml_collections.ConfigDict) -> dict:
@@ -65,6 +75,48 @@ def train_and_evaluate(
   holds this experiment (vibe_jax.workdir); a workdir of another experiment is refused
   unless `restart`, which moves its contents aside and starts over.
   """
+  results, _, _ = _train(config, workdir, restart)
+  if jax.process_index() == 0 and config.report.enabled:
+    _write_report(workdir)
+  return results
+
+
+@dataclasses.dataclass(frozen=True)
+class Defense:
+  """What --mode defend returns: the relabelled training set, defense.json's summary, the
+  defended model and what it was trained on."""
+
+  relabelling: relabel.Relabelling
+  summary: dict
+  model: VibeModel
+  prepared: Prepared
+
+
+def defend(config: ml_collections.ConfigDict, workdir: str, *, restart: bool = False) -> Defense:
+  """--mode defend: trains as --mode train (the undefended baseline, then VIBE; resumable),
+  then relabels every training sample with the defended model (vibe_jax.relabel) and
+  writes relabel.csv, suspicious.csv, defense.json and the report's suspicious-samples
+  section. On a benchmark (a poison mask known) the mask scores the detection, and only
+  that."""
+  results, prepared, models = _train(config, workdir, restart)
+  relabelling = relabel.relabel(
+      models["vibe"], prepared.training, prepared.keep, loop.EStepSettings.from_config(config)
+  )
+  mask = prepared.training.poison_mask  # all False for own data (attack 'none')
+  summary = relabel.defense_summary(relabelling, results, mask if mask.any() else None)
+  if jax.process_index() == 0:
+    images = prepared.training.images if config.report.enabled else None
+    relabel.write_outputs(workdir, relabelling, summary, images)
+    print(relabel.format_summary(summary))
+    if config.report.enabled:
+      _write_report(workdir)
+  return Defense(relabelling, summary, models["vibe"], prepared)
+
+
+def _train(
+    config: ml_collections.ConfigDict, workdir: str, restart: bool
+) -> tuple[dict, Prepared, dict[str, VibeModel]]:
+  """train_and_evaluate without the report: (results, what was trained on, the models)."""
   experiment_lib.validate_config(config)
   mesh = experiment_lib.setup_devices(config)
   experiment_lib.check_batch_sizes(config, mesh)
@@ -80,7 +132,7 @@ def train_and_evaluate(
   trigger_visibility = triggers_lib.visibility(triggers_lib.load_examples(workdir))
   if trigger_visibility is not None:
     results["trigger_visibility"] = trigger_visibility
-  predictions = {}
+  predictions, models = {}, {}
   for phase in loop.phases(config, prepared.variant.train_mu_y):
     trains_on = prepare_victim(config, mesh) if phase.name == "victim" else prepared
     model = loop.fit(
@@ -94,11 +146,12 @@ def train_and_evaluate(
         on_estep=_snapshots(config, prepared, phase, workdir),
         fingerprint=identity.fingerprint,
     )
+    models[phase.name] = model
     predictions[phase.name] = trains_on.eval_sets.predict(model)
     results[phase.name] = trains_on.eval_sets.evaluate(model, predictions[phase.name])
     log.write(phase.name, {"step": phase.steps, "kind": "eval", **results[phase.name]})
   log.close()
-  if "victim" in results:
+  if "victim" in results and "asr" in results["vibe"]:  # an attack to rate the defense on
     results["vibe"]["der"] = metrics.defense_effectiveness_rate(results["victim"], results["vibe"])
   results["seconds"] = round(time.time() - started, 1)
   if primary:
@@ -114,9 +167,7 @@ def train_and_evaluate(
       )
     files.write_json_atomically(os.path.join(workdir, "results.json"), results)
     print(format_results_table(results))
-    if config.report.enabled:
-      _write_report(workdir)
-  return results
+  return results, prepared, models
 
 
 def _write_report(workdir: str) -> None:
@@ -191,7 +242,10 @@ def format_results_table(results: dict) -> str:
       rows.append(
           (
               metrics.result_label(name, results["config"]["variant"]),
-              *(f"{100 * results[name][m]:.2f}" for m in ("acc", "asr", "ra")),
+              *(
+                  f"{100 * results[name][m]:.2f}" if m in results[name] else "-"
+                  for m in ("acc", "asr", "ra")
+              ),
           )
       )
   widths = [max(len(row[i]) for row in rows) for i in range(4)]

@@ -75,8 +75,11 @@ def test_config_runs_a_few_steps(name, tmp_path):
     config.attack.params.num_poisoned = 0  # rate x N on the tiny mock set
   if config.attack.name == "label_consistent":  # a few steps of its surrogate and PGD too
     config.attack.params.update(FAST_LC)
-  if config.dataset.name == "imagenet30":
+  if config.dataset.name in ("imagenet30", "image_folder"):
     image_folder(tmp_path / "data")
+    if config.dataset.name == "image_folder":  # a data owner's folders (configs/own_data.py)
+      config.dataset.data_dir = str(tmp_path / "data" / "train")
+      config.dataset.options.validation_dir = str(tmp_path / "data" / "test")
     results = run.train_and_evaluate(config, str(tmp_path / "work"))
   elif config.dataset.name == "fashion_mnist":
     (tmp_path / "data").mkdir()

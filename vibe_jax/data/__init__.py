@@ -1,3 +1,7 @@
 """Data sets, attacks and poisoning."""
 
-from vibe_jax.data import datasets, idx  # noqa: F401  (registers every data set loader by name)
+from vibe_jax.data import (  # noqa: F401  (registers every data set loader by name)
+    datasets,
+    idx,
+    own_data,
+)

@@ -25,6 +25,8 @@ class Dataset:
 
   Loaded with lazy_train=True, train_images are Rows read on demand (all labels are in
   memory), so each host of a multi-host job decodes only the rows it trains on.
+  `class_names` and `train_files` (a name per training row) are filled by loaders that
+  know them (a data owner's folder, vibe_jax/data/own_data.py); empty otherwise.
   """
 
   name: str
@@ -33,6 +35,8 @@ class Dataset:
   test_images: np.ndarray
   test_labels: np.ndarray
   num_classes: int
+  class_names: tuple[str, ...] = ()
+  train_files: tuple[str, ...] = ()
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -282,9 +286,10 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def _image_folder_split(
-    root: str, classes: list[str] | None
+    root: str, classes: list[str] | None, suffixes: tuple[str, ...] = _IMAGE_SUFFIXES
 ) -> tuple[list[str], list[str], np.ndarray]:
-  """(class names, file paths, labels) of root/<class>/<image> (ImageFolder order)."""
+  """(class names, file paths, labels) of root/<class>/<image> (ImageFolder order); images
+  are the files whose names end in one of `suffixes` (lower case)."""
   found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
   if classes is not None and found != classes:
     raise ValueError(
@@ -294,11 +299,11 @@ def _image_folder_split(
   paths, labels = [], []
   for label, name in enumerate(found):
     folder = os.path.join(root, name)
-    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(_IMAGE_SUFFIXES))
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(suffixes))
     paths += [os.path.join(folder, f) for f in files]
     labels += [label] * len(files)
   if not paths:
-    raise FileNotFoundError(f"No images ({', '.join(_IMAGE_SUFFIXES)}) under {root}/<class>/.")
+    raise FileNotFoundError(f"No images ({', '.join(suffixes)}) under {root}/<class>/.")
   return found, paths, np.asarray(labels, np.int32)
 
 

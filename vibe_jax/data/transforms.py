@@ -196,7 +196,36 @@ def _imagenet() -> Pipeline:
   )
 
 
+def _own_data() -> Pipeline:
+  """A data owner's images (vibe_jax/data/own_data.py), at the size they were loaded:
+  CIFAR's recipe at that size (random crop with zero padding of 1/8 of the side, flip) and
+  ImageNet's statistics, since nothing is known of the data beforehand."""
+  mean, std = IMAGENET_MEAN, IMAGENET_STD
+
+  def train(key, images):
+    size = images.shape[1]
+    if images.shape[2] != size:
+      raise ValueError(
+          f"the augmentation of own data crops squares; the images are "
+          f"{images.shape[1]}x{images.shape[2]}: set dataset.options.image_size."
+      )
+    crop_key, flip_key = jax.random.split(key)
+    cropped = random_crop(crop_key, images, size, max(1, size // 8))
+    return normalize(random_flip(flip_key, cropped), mean, std)
+
+  return Pipeline(
+      "random crop at the images' size (zero padding 1/8 of it) + horizontal flip, ImageNet "
+      "statistics; eval: none",
+      mean,
+      std,
+      train,
+      lambda images: normalize(images, mean, std),
+  )
+
+
 PIPELINES: Registry[Pipeline] = Registry("input pipeline")
+PIPELINES.register("image_folder")(_own_data())
+PIPELINES.register("npz_images")(_own_data())
 PIPELINES.register("digits")(_cifar(DIGITS_MEAN, DIGITS_STD))
 PIPELINES.register("cifar10")(_cifar(CIFAR10_MEAN, CIFAR10_STD))
 PIPELINES.register("cifar100")(_cifar(CIFAR100_MEAN, CIFAR100_STD))

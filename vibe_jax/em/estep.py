@@ -26,6 +26,9 @@ class SinkhornResult(NamedTuple):
   iterations: jax.Array
   converged: jax.Array
   marginal_error: jax.Array
+  # (C,) the dual potential g: the pseudo-labels are argmax_l (ln P[i, l] + g_l), and
+  # softmax_l(ln P[i, l] + g_l) is the class-balanced posterior vibe_jax.relabel scores with.
+  label_potentials: jax.Array
 
 
 @functools.partial(
@@ -68,11 +71,11 @@ def sinkhorn_pseudo_labels(
         max_iterations=REFERENCE_FIXED_ITERATIONS,
     )
     g, iterations, converged, marginal_error = _solve(solver, problem, threshold)
-    return _labels(ln_p, g), SinkhornResult(iterations, converged, marginal_error)
+    return _labels(ln_p, g), SinkhornResult(iterations, converged, marginal_error, g)
   plain = sinkhorn.Sinkhorn(threshold=threshold, max_iterations=max_iterations)
   if not adaptive_momentum:
     g, iterations, converged, marginal_error = _solve(plain, problem, threshold)
-    return _labels(ln_p, g), SinkhornResult(iterations, converged, marginal_error)
+    return _labels(ln_p, g), SinkhornResult(iterations, converged, marginal_error, g)
   accelerated = sinkhorn.Sinkhorn(
       threshold=threshold, max_iterations=max_iterations, momentum=acceleration.Momentum(start=50)
   )
@@ -84,7 +87,7 @@ def sinkhorn_pseudo_labels(
       lambda: (g, jnp.zeros_like(iterations), converged, marginal_error),
       lambda: _solve(plain, problem, threshold),
   )
-  return _labels(ln_p, g), SinkhornResult(iterations + extra, converged, marginal_error)
+  return _labels(ln_p, g), SinkhornResult(iterations + extra, converged, marginal_error, g)
 
 
 def _solve(

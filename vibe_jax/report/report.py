@@ -15,7 +15,7 @@ from typing import Callable
 
 from vibe_jax import files, metrics
 from vibe_jax import workdir as workdir_lib
-from vibe_jax.report import plots, snapshots, triggers, writers
+from vibe_jax.report import defense, plots, snapshots, triggers, writers
 from vibe_jax.report import predictions as predictions_lib
 
 __all__ = ["write_report"]
@@ -149,6 +149,32 @@ def _results_section(results: dict | None, records: list[dict], variant: str) ->
       "_No results.json: the last logged evaluation of each model (percent)._",
       "",
       *_table(header, rows),
+  ]
+
+
+def _defense_section(workdir: str, grid_path: str) -> list[str]:
+  """The suspicious training samples of a --mode defend run (nothing for other runs)."""
+  summary = _read_json(os.path.join(workdir, "defense.json"))
+  if summary is None:
+    return []
+  suspicious = defense.read_suspicious(workdir)
+  return [
+      "## Suspicious training samples",
+      "",
+      *defense.summary_lines(summary),
+      "",
+      *_plot_or_note(
+          "Most suspicious samples",
+          "The training samples whose given label VIBE rejects, most suspicious first: "
+          "given label -> VIBE's label.",
+          (lambda p: defense.plot_suspicious_grid(suspicious, p))
+          if suspicious is not None
+          else None,
+          grid_path,
+          "no suspicious.npz (written by --mode defend with the report on and the images "
+          "at hand, not from a features file)",
+          workdir,
+      ),
   ]
 
 
@@ -324,6 +350,7 @@ def write_report(workdir: str, config: dict | None = None, projection: str = "pc
       "",
       *_results_section(results, records, variant),
       "",
+      *_defense_section(workdir, plot_path("suspicious.png")),
       "## Configuration",
       "",
       *_config_section(config),

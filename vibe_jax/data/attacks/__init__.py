@@ -8,6 +8,7 @@ from vibe_jax.data.attacks import (  # noqa: F401  (registration)
     ftrojan,
     label_consistent,
     multi,
+    none,
     prepoisoned,
     uba,
     wanet,

@@ -56,7 +56,11 @@ class Attack:
   seed); attacks with other poisoning schemes (clean-label, cover samples) override
   `poison_train` / `poison_test`. Keyword parameters are the attack's own knobs
   (config field attack.params): keyword-only arguments of the subclass constructor.
+  `plants_backdoor` is False only for attack 'none' (a data owner's own data): its
+  poisoned test set is empty and ASR / RA are not scored.
   """
+
+  plants_backdoor = True
 
   def __init__(
       self,
