@@ -11,7 +11,7 @@ from vibe_jax import experiment, run
     "field,value,match",
     [
         ("variant", "zz", r"variant 'zz' \(config field variant\); known: a, f"),
-        ("dataset.name", "mnist", r"known: .*digits"),
+        ("dataset.name", "svhn", r"known: .*digits"),
         ("attack.name", "trojannn", r"known: .*badnets"),
         ("features.extractor", "clip", r"features\.extractor"),
         ("attack.rate", 1.2, r"attack\.rate=1\.2 must lie in \(0, 1\)"),
