@@ -56,8 +56,17 @@ def base_config() -> ml_collections.ConfigDict:
           "heartbeat_timeout_s": 100,
       }
   )
+  # feature_likelihood (variants F only): the feature v in p(y|l,x)'s h = mu_z/|mu_z| + v,
+  # 'reference' (as is) or 'normalized' (v/|v|); the same on frozen, L2-normalised
+  # features. DEFAULT_REASON
   config.vibe = ml_collections.ConfigDict(
-      {"kappa": 10.0, "nu": 10.0, "prior_temperature": 0.02, "uniform_first_estep": True}
+      {
+          "kappa": 10.0,
+          "nu": 10.0,
+          "prior_temperature": 0.02,
+          "uniform_first_estep": True,
+          "feature_likelihood": "reference",
+      }
   )
   config.estep = ml_collections.ConfigDict(
       {

@@ -109,6 +109,12 @@ def test_numeric_field_checked_before_any_data(no_data, tmp_path, field, value, 
             ValueError,
             r"variant 'fm_f' .*features\.extractor='pixels' and features\.file is empty",
         ),
+        (
+            "f,runlocal",
+            {"vibe.feature_likelihood": "unit"},
+            ValueError,
+            r"vibe\.feature_likelihood='unit'; use one of \('reference', 'normalized'\)",
+        ),
     ],
     ids=[
         "ss_a-unset",
@@ -119,6 +125,7 @@ def test_numeric_field_checked_before_any_data(no_data, tmp_path, field, value, 
         "victim-backbone-unset",
         "victim-init",
         "victim-schedule",
+        "feature-likelihood",
     ],
 )
 def test_missing_files_named_before_any_data(no_data, tmp_path, arg, fields, error, message):
