@@ -1,9 +1,11 @@
 """VIBE-F's E-step against the feature norm |v|: the mechanism behind vibe.feature_likelihood.
 
   python -m benchmarks.likelihood [--config digits_badnets] [--norms 0.1,0.3,1,3,10]
+  python -m benchmarks.likelihood --variant ss_f --checkpoint runs/digits_ssl/backbone
 
-No training: the training set's frozen features (L2-normalised, so |v| = 1) are scaled to
-each norm in --norms, the prototypes mu_z = mu_y sit at the class centroids under the given
+No training: the training set's features, L2-normalised, are scaled to each norm in --norms
+(with --checkpoint, a fine-tuned variant's backbone features, also as the backbone gives
+them: the row "as given"), the prototypes mu_z = mu_y sit at the class centroids under the given
 labels (as prepare.ModelFactory starts a run), and two E-steps run as in em.loop.run_estep:
 the first with the uniform likelihood (features alone, the same for every row), the second
 with the variant's likelihood. Printed per norm: the share of poisoned samples the second
@@ -29,6 +31,7 @@ from flax import nnx
 from vibe_jax import metrics, parallel, prepare
 from vibe_jax.em import estep
 from vibe_jax.models.vibe import VibeHead, class_centroids
+from vibe_jax.normalize import l2_normalize
 
 # (row name, likelihood, feature_likelihood)
 FORMS = (
@@ -38,9 +41,14 @@ FORMS = (
 )
 
 
-def second_estep_diagnostics(config, training, norm: float) -> dict[str, dict[str, float]]:
-  """Per form: pseudo-label diagnostics of the E-step after the uniform first one."""
-  features = jnp.asarray(training.features, jnp.float32) * norm
+def second_estep_diagnostics(
+    config, training, norm: float | None
+) -> dict[tuple[str, str], dict[str, float]]:
+  """Per form: pseudo-label diagnostics of the uniform first E-step and the one after it;
+  features scaled to `norm`, or as given (None)."""
+  features = jnp.asarray(training.features, jnp.float32)
+  if norm is not None:
+    features = l2_normalize(features) * norm
   given = jnp.asarray(training.given_labels)
   centroids = class_centroids(features, given, training.num_classes)
   out = {}
@@ -75,10 +83,12 @@ def second_estep_diagnostics(config, training, norm: float) -> dict[str, dict[st
 def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="digits_badnets", help="a module of configs/")
-  parser.add_argument("--variant", default="f", help="a frozen-feature variant (a, f)")
+  parser.add_argument("--variant", default="f", help="f, or ss_f with --checkpoint")
+  parser.add_argument("--checkpoint", default="", help="backbone.checkpoint of an ss variant")
   parser.add_argument("--norms", default="0.1,0.3,1,3,10")
   args = parser.parse_args(argv)
   config = importlib.import_module(f"configs.{args.config}").get_config(args.variant)
+  config.backbone.checkpoint = args.checkpoint or config.backbone.checkpoint
   mesh = parallel.make_mesh(1)
   start = time.perf_counter()
   with tempfile.TemporaryDirectory() as workdir:
@@ -90,21 +100,30 @@ def main(argv: list[str] | None = None) -> None:
   )
   print("\n| |v| | first E-step (all) | " + " | ".join(n for n, _, _ in FORMS) + " |")
   print("|---|---|" + "---|" * len(FORMS))
-  for norm in (float(n) for n in args.norms.split(",")):
+  norms = [float(n) for n in args.norms.split(",")]
+  if args.checkpoint:
+    norms.append(None)
+  for norm in norms:
     result = second_estep_diagnostics(config, training, norm)
+    if norm is None:
+      lengths = np.linalg.norm(training.features, axis=1)
+      label = f"as given ({lengths.min():.1f}-{np.median(lengths):.1f}-{lengths.max():.1f})"
+    else:
+      label = f"{norm:g}"
     first = result[(FORMS[0][0], "first")]
     cells = [
         f"{result[(n, 'second')]['poison_restored']:.3f} / {result[(n, 'second')]['agree_true']:.3f}"
         for n, _, _ in FORMS
     ]
     print(
-        f"| {norm:g} | {first['poison_restored']:.3f} / {first['agree_true']:.3f} | "
+        f"| {label} | {first['poison_restored']:.3f} / {first['agree_true']:.3f} | "
         + " | ".join(cells)
         + " |"
     )
   print(
       "\ncells: poisoned samples restored / pseudo-labels correct, at the second E-step "
-      f"(the first, uniform likelihood, for comparison). {time.perf_counter() - start:.0f} s."
+      "(the first, uniform likelihood, for comparison); as given: |v| min-median-max. "
+      f"{time.perf_counter() - start:.0f} s."
   )
 
 
