@@ -21,8 +21,9 @@ from vibe_jax.normalize import l2_normalize
 LIKELIHOODS = ("a", "f")  # A: input-agnostic p(y|l); F: x-conditioned p(y|l, x).
 # The feature v in F's h = mu_z/|mu_z| + v: 'reference' un-normalised, as the reference
 # writes it; 'normalized' v/|v|. They agree on L2-normalised (frozen) features. On a
-# fine-tuned backbone's features, a large |v| lets argmax_y <mu_y, v> dominate the
-# normaliser over y, which keeps poisoned samples at their given label (docs/likelihood.md).
+# fine-tuned backbone's features a large |v| lets argmax_y <mu_y, v> dominate the normaliser
+# over y, which keeps poisoned samples at their given label; v/|v| avoids that but, trained
+# end to end, let the backdoor in (measured in docs/likelihood.md).
 FEATURE_LIKELIHOODS = ("reference", "normalized")
 _HIGHEST = jax.lax.Precision.HIGHEST  # keep float32 on TPU/GPU (no bf16/TF32 passes)
 
