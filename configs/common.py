@@ -60,7 +60,7 @@ def base_config() -> ml_collections.ConfigDict:
   # 'reference' (as is) or 'normalized' (v/|v|); the same on frozen, L2-normalised
   # features. 'reference' by measurement (docs/likelihood.md): on digits SS-F, v/|v| keeps
   # the E-step restoring the poison early, then lets the M-step implant the backdoor (ASR
-  # 88-98 % at the end, 3 seeds); the reference form ends at 0-21 %.
+  # 80-98 % at the end, 3 seeds); the reference form ends at 0-21 %.
   config.vibe = ml_collections.ConfigDict(
       {
           "kappa": 10.0,
