@@ -5,12 +5,12 @@
 
 No training: the training set's features, L2-normalised, are scaled to each norm in --norms
 (with --checkpoint, a fine-tuned variant's backbone features, also as the backbone gives
-them: the row "as given"), the prototypes mu_z = mu_y sit at the class centroids under the given
-labels (as prepare.ModelFactory starts a run), and two E-steps run as in em.loop.run_estep:
-the first with the uniform likelihood (features alone, the same for every row), the second
-with the variant's likelihood. Printed per norm: the share of poisoned samples the second
-E-step gives back their true label ("restored") and of all pseudo-labels that are correct,
-for variant A, F with the reference's un-normalised v, and F with v/|v|.
+them: the row "as given"), the prototypes mu_z = mu_y sit at the class centroids under the
+given labels (as prepare.ModelFactory starts a run), and two E-steps run as in
+em.loop.run_estep: the first with the uniform likelihood (features alone, the same for every
+form), the second with the form's likelihood. Printed per norm: the share of poisoned
+samples the second E-step gives back their true label ("restored") and of all pseudo-labels
+that are correct, for variant A, F with the reference's un-normalised v, and F with v/|v|.
 
 Why it matters: a fine-tuned backbone's features are not normalised, and with a large |v|
 the normaliser over y in p(y|l,x) is dominated by argmax_y <mu_y, v>, which holds poisoned
@@ -110,16 +110,9 @@ def main(argv: list[str] | None = None) -> None:
       label = f"as given ({lengths.min():.1f}-{np.median(lengths):.1f}-{lengths.max():.1f})"
     else:
       label = f"{norm:g}"
-    first = result[(FORMS[0][0], "first")]
-    cells = [
-        f"{result[(n, 'second')]['poison_restored']:.3f} / {result[(n, 'second')]['agree_true']:.3f}"
-        for n, _, _ in FORMS
-    ]
-    print(
-        f"| {label} | {first['poison_restored']:.3f} / {first['agree_true']:.3f} | "
-        + " | ".join(cells)
-        + " |"
-    )
+    cell = lambda r: f"{r['poison_restored']:.3f} / {r['agree_true']:.3f}"
+    cells = [cell(result[(n, "second")]) for n, _, _ in FORMS]
+    print(f"| {label} | {cell(result[(FORMS[0][0], 'first')])} | " + " | ".join(cells) + " |")
   print(
       "\ncells: poisoned samples restored / pseudo-labels correct, at the second E-step "
       "(the first, uniform likelihood, for comparison); as given: |v| min-median-max. "
