@@ -56,8 +56,19 @@ def base_config() -> ml_collections.ConfigDict:
           "heartbeat_timeout_s": 100,
       }
   )
+  # feature_likelihood (variants F only): the feature v in p(y|l,x)'s h = mu_z/|mu_z| + v,
+  # 'reference' (as is) or 'normalized' (v/|v|); the same on frozen, L2-normalised
+  # features. 'reference' by measurement (docs/likelihood.md): on digits SS-F, v/|v| keeps
+  # the E-step restoring the poison early, then lets the M-step implant the backdoor (ASR
+  # 80-98 % at the end, 3 seeds); the reference form ends at 0-21 %.
   config.vibe = ml_collections.ConfigDict(
-      {"kappa": 10.0, "nu": 10.0, "prior_temperature": 0.02, "uniform_first_estep": True}
+      {
+          "kappa": 10.0,
+          "nu": 10.0,
+          "prior_temperature": 0.02,
+          "uniform_first_estep": True,
+          "feature_likelihood": "reference",
+      }
   )
   config.estep = ml_collections.ConfigDict(
       {

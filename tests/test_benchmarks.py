@@ -171,3 +171,38 @@ def test_results_markdown_flags_a_loaded_machine_and_the_missing_gpu():
   assert "load average at the start of 'E-step' | 2 2 2" in text
   quiet = dict(info, **{"load average (1, 5, 15 min) at start": "0.00 0 0"})
   assert "pessimistic" not in run_all.render_markdown(quiet, {}, [], "x", 1.0, "0 0 0")
+
+
+def test_likelihood_benchmark_shows_the_feature_norm_effect():
+  """benchmarks/likelihood.py on a tiny clustered set, 16 of 120 labels poisoned to class 0
+  with a shared offset (the trigger): at |v| = 1 the two F forms are the same E-step; at
+  |v| = 10 the reference's form holds the poison at its given label, v/|v| does not."""
+  from benchmarks import likelihood
+  from configs import digits_badnets
+  from vibe_jax.prepare import TrainingSet
+
+  rng = np.random.default_rng(0)
+  true = np.repeat(np.arange(3), 40)
+  features = rng.normal(size=(3, 8))[true] * 2 + rng.normal(size=(120, 8))
+  poison = (true != 0) & (rng.random(120) < 0.2)
+  features[poison] += 1.0
+  training = TrainingSet(
+      inputs=None,
+      features=(features / np.linalg.norm(features, axis=1, keepdims=True)).astype(np.float32),
+      given_labels=np.where(poison, 0, true).astype(np.int32),
+      true_labels=true,
+      poison_mask=poison,
+      num_classes=3,
+  )
+  config = digits_badnets.get_config("f")
+  restored = {
+      (norm, form): record["poison_restored"]
+      for norm in (1.0, 10.0)
+      for (form, estep), record in likelihood.second_estep_diagnostics(
+          config, training, norm
+      ).items()
+      if estep == "second"
+  }
+  reference, normalized = "F reference (v)", "F normalized (v/|v|)"
+  assert restored[1.0, reference] == restored[1.0, normalized] == restored[10.0, normalized]
+  assert restored[10.0, reference] < 0.2 < restored[10.0, normalized]

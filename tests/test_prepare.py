@@ -1,10 +1,13 @@
-"""The preparation steps (vibe_jax/prepare.py): the evaluation sets' scoring."""
+"""The preparation steps (vibe_jax/prepare.py): the evaluation sets' scoring, the VIBE
+models' construction."""
 
 import jax.numpy as jnp
 
+from configs import digits_badnets
 from helpers.attacks import attack, data
 from vibe_jax.em import inference
-from vibe_jax.prepare import EvalSets
+from vibe_jax.prepare import EvalSets, ModelFactory
+from vibe_jax.variants import get_variant
 
 
 def test_evaluate_adds_per_attack_entries(monkeypatch):
@@ -30,3 +33,11 @@ def test_evaluate_adds_per_attack_entries(monkeypatch):
   result = eval_sets.evaluate(None)
   assert result["acc"] == 1.0
   assert result["asr/badnets"] == 1.0 and result["asr/blend"] == 0.0 and result["ra/blend"] == 1.0
+
+
+def test_model_factory_builds_the_configured_likelihood():
+  config = digits_badnets.get_config("f,runlocal")
+  config.vibe.feature_likelihood = "normalized"
+  factory = ModelFactory(config, get_variant("f"), jnp.eye(3, 4))
+  head = factory(kappa=10.0).head
+  assert (head.likelihood, head.feature_likelihood) == ("f", "normalized")

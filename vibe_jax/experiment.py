@@ -18,6 +18,7 @@ from vibe_jax import parallel
 from vibe_jax.data import attacks, checks, datasets, transforms
 from vibe_jax.em.mstep import SCHEDULES
 from vibe_jax.models.resnet import check_args as check_resnet_args
+from vibe_jax.models.vibe import FEATURE_LIKELIHOODS
 from vibe_jax.variants import get_variant
 
 __all__ = [
@@ -95,6 +96,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_backbone_checkpoint(config)
   if config.victim.enabled:
     _check_victim(config)
+  if config.vibe.feature_likelihood not in FEATURE_LIKELIHOODS:
+    raise ValueError(
+        f"vibe.feature_likelihood={config.vibe.feature_likelihood!r}; use one of "
+        f"{FEATURE_LIKELIHOODS} (the feature in variant F's p(y|l,x) as is, or v/|v|)."
+    )
   if config.filter.leiden not in ("auto", "on", "off"):
     raise ValueError(f"filter.leiden={config.filter.leiden!r}; use 'auto', 'on' or 'off'.")
   _check_numbers(config)

@@ -259,6 +259,7 @@ class ModelFactory:
         prior_temperature=self.config.vibe.prior_temperature,
         likelihood=self.variant.likelihood,
         rngs=nnx.Rngs(self.config.seed),
+        feature_likelihood=self.config.vibe.feature_likelihood,
         mu_z=self.centroids,
         mu_y=self.centroids,
     )

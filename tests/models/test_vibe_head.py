@@ -1,4 +1,5 @@
-"""ln P against a numpy transcription of VIBE_SPEC.md section 1 (both variants)."""
+"""ln P against a numpy transcription of VIBE_SPEC.md section 1 (both variants, and F with
+the feature as is or L2-normalised)."""
 
 import jax
 import jax.numpy as jnp
@@ -14,24 +15,27 @@ def unit(x):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def numpy_ln_joint(v, y, mu_z, mu_y, pi, kappa, nu, c, variant):
+def numpy_ln_joint(v, y, mu_z, mu_y, pi, kappa, nu, c, variant, feature_likelihood):
   """Direct formulas, with the full (B, C_y, C_l) tensor for variant F."""
   ln_p_l_x = log_softmax(kappa * unit(v) @ unit(mu_z).T + log_softmax(c * pi), axis=1)
   if variant == "a":
     logits = nu * unit(mu_y) @ unit(mu_z).T  # [y, l]
     ln_p_y_l = log_softmax(logits, axis=0)[y]  # softmax over y, then pick y_i
   else:
-    h = unit(mu_z)[None, :, :] + v[:, None, :]  # (B, C_l, D), v un-normalised
+    v_in_h = v if feature_likelihood == "reference" else unit(v)
+    h = unit(mu_z)[None, :, :] + v_in_h[:, None, :]  # (B, C_l, D)
     logits = nu * np.einsum("yd,bld->byl", unit(mu_y), h)  # (B, C_y, C_l)
     ln_p_y_l = log_softmax(logits, axis=1)[np.arange(len(y)), y]  # over y
   return ln_p_l_x + ln_p_y_l
 
 
-@pytest.mark.parametrize("variant", ["a", "f"])
-def test_ln_joint_matches_formulas(variant):
+@pytest.mark.parametrize(
+    "variant,feature_likelihood", [("a", "reference"), ("f", "reference"), ("f", "normalized")]
+)
+def test_ln_joint_matches_formulas(variant, feature_likelihood):
   rng = np.random.default_rng(0)
   batch, classes, dim = 7, 5, 6
-  v = rng.normal(size=(batch, dim)) * 3.0
+  v = rng.normal(size=(batch, dim)) * 3.0  # |v| about 7: the two F forms differ
   y = rng.integers(0, classes, size=batch)
   mu_z, mu_y = rng.normal(size=(classes, dim)), rng.normal(size=(classes, dim))
   head = VibeHead(
@@ -42,11 +46,12 @@ def test_ln_joint_matches_formulas(variant):
       prior_temperature=0.02,
       likelihood=variant,
       rngs=nnx.Rngs(0),
+      feature_likelihood=feature_likelihood,
       mu_z=mu_z,
       mu_y=mu_y,
   )
   pi = np.asarray(head.prior_logits[...])
-  expected = numpy_ln_joint(v, y, mu_z, mu_y, pi, 10.0, 20.0, 0.02, variant)
+  expected = numpy_ln_joint(v, y, mu_z, mu_y, pi, 10.0, 20.0, 0.02, variant, feature_likelihood)
   actual = head.ln_joint(jnp.asarray(v, jnp.float32), jnp.asarray(y))
   np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-4, atol=1e-4)
 

@@ -6,6 +6,7 @@ y = given (possibly poisoned) label.
   ln p(l | x)    = log_softmax_l(kappa <v/|v|, mu_z[l]/|mu_z[l]|> + log_softmax(c pi)[l])
   ln p(y | l)    = log_softmax_y(nu <mu_y[y]/|mu_y[y]|, mu_z[l]/|mu_z[l]|>)        variant A
   ln p(y | l, x) = log_softmax_y(nu <mu_y[y]/|mu_y[y]|, mu_z[l]/|mu_z[l]| + v>)   variant F
+  (feature_likelihood 'normalized': v/|v| in place of v in the line above)
   ln P[i, l]     = ln p(l | x_i) + ln p(y_i | l [, x_i])
 """
 
@@ -18,6 +19,12 @@ from flax import nnx
 from vibe_jax.normalize import l2_normalize
 
 LIKELIHOODS = ("a", "f")  # A: input-agnostic p(y|l); F: x-conditioned p(y|l, x).
+# The feature v in F's h = mu_z/|mu_z| + v: 'reference' un-normalised, as the reference
+# writes it; 'normalized' v/|v|. They agree on L2-normalised (frozen) features. On a
+# fine-tuned backbone's features a large |v| lets argmax_y <mu_y, v> dominate the normaliser
+# over y, which keeps poisoned samples at their given label; v/|v| avoids that but, trained
+# end to end, let the backdoor in (measured in docs/likelihood.md).
+FEATURE_LIKELIHOODS = ("reference", "normalized")
 _HIGHEST = jax.lax.Precision.HIGHEST  # keep float32 on TPU/GPU (no bf16/TF32 passes)
 
 
@@ -34,11 +41,16 @@ class VibeHead(nnx.Module):
       prior_temperature: float,
       likelihood: str,
       rngs: nnx.Rngs,
+      feature_likelihood: str = "reference",
       mu_z: jax.Array | None = None,
       mu_y: jax.Array | None = None,
   ):
     if likelihood not in LIKELIHOODS:
       raise ValueError(f"likelihood {likelihood!r} is not one of {LIKELIHOODS}.")
+    if feature_likelihood not in FEATURE_LIKELIHOODS:
+      raise ValueError(
+          f"feature_likelihood {feature_likelihood!r} is not one of {FEATURE_LIKELIHOODS}."
+      )
     init = lambda given: (
         jnp.array(given, jnp.float32, copy=True)
         if given is not None
@@ -50,6 +62,7 @@ class VibeHead(nnx.Module):
     self.kappa, self.nu = float(kappa), float(nu)
     self.prior_temperature = float(prior_temperature)
     self.likelihood = likelihood
+    self.feature_likelihood = feature_likelihood
 
   def ln_prior(self) -> jax.Array:
     """ln softmax(c pi): the class prior, also the Sinkhorn column marginal."""
@@ -76,8 +89,10 @@ class VibeHead(nnx.Module):
     if self.likelihood == "a":
       return jax.nn.log_softmax(label_logits, axis=0)[given_labels]
     # Variant F: logits[i, y, l] = label_logits[y, l] + feature_logits[i, y], with
-    # h = mu_z/|mu_z| + v (v un-normalised). The log-normaliser over y is a log-matmul-exp,
-    # so memory stays O(B C) instead of O(B C^2).
+    # h = mu_z/|mu_z| + v (v un-normalised, or v/|v|). The log-normaliser over y is a
+    # log-matmul-exp, so memory stays O(B C) instead of O(B C^2).
+    if self.feature_likelihood == "normalized":
+      features = l2_normalize(features)
     feature_logits = self.nu * jnp.matmul(features, mu_y.T, precision=_HIGHEST)  # (B, C_y)
     feature_max = jnp.max(feature_logits, axis=1, keepdims=True)
     label_max = jnp.max(label_logits, axis=0, keepdims=True)
