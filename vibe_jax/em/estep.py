@@ -147,17 +147,22 @@ def _semi_dual_lbfgs(
   costs about one Sinkhorn iteration and the L1 norm of the gradient is the same error
   Sinkhorn stops on. Stops below `threshold`, at `max_steps`, or on a non-finite value."""
 
+  def value_and_row_potential(potential):
+    f = _row_potential(problem, potential)
+    row_term = jnp.sum(jnp.where(problem.a > 0, problem.a * f, 0.0))
+    return -(jnp.dot(problem.b, potential) + row_term), f
+
   @jax.custom_vjp
   def objective(potential):
-    f = _row_potential(problem, potential)
-    return -(jnp.dot(problem.b, potential) + jnp.sum(jnp.where(problem.a > 0, problem.a * f, 0.0)))
+    return value_and_row_potential(potential)[0]
 
   def forward(potential):
-    return objective(potential), potential
+    value, f = value_and_row_potential(potential)
+    return value, (potential, f)
 
-  def backward(potential, cotangent):
-    # The gradient by hand: autodiff would keep an N x C softmax for the backward pass.
-    f = _row_potential(problem, potential)
+  def backward(residuals, cotangent):
+    # The gradient by hand, one pass over ln P: autodiff would keep an N x C softmax.
+    potential, f = residuals
     columns = problem.geom.marginal_from_potentials(f, potential, axis=0)
     return (cotangent * (columns - problem.b),)
 
