@@ -182,7 +182,13 @@ def _semi_dual_lbfgs(
         grad, state, potential, value=value, grad=grad, value_fn=objective
     )
     new_potential = optax.apply_updates(potential, updates)
-    done = (error < threshold) | ~jnp.isfinite(error) | ~jnp.all(jnp.isfinite(new_potential))
+    # Also stop where the line search no longer moves g (float32's floor): Sinkhorn goes on.
+    done = (
+        (error < threshold)
+        | ~jnp.isfinite(error)
+        | ~jnp.all(jnp.isfinite(new_potential))
+        | jnp.all(new_potential == potential)
+    )
     return (
         jnp.where(done, potential, new_potential),
         new_state,
