@@ -560,6 +560,7 @@ def run(
     grid=None,
     memory: bool = True,
     torch_tol_s: float | None = None,
+    expected_iterations: dict | None = None,
     log=print,
 ) -> dict:
   """Runs the grid; returns {'tables': [Table], 'facts': [dict], 'memory': [dict]}.
@@ -573,7 +574,8 @@ def run(
   budget_s = budget_s if budget_s is not None else (10.0 if quick else 60.0)
   probe_s = probe_s if probe_s is not None else (0.3 if quick else 3.0)
   all_rows, all_facts = [], []
-  expected_iterations: dict = {}
+  # (kind, C) -> ours' steps + iterations at a smaller N, to size (or extrapolate) the next.
+  expected_iterations = dict(expected_iterations or {})
   for kind in kinds:
     for num_samples, num_classes in sorted(grid, key=lambda nc: (nc[1], nc[0])):
       log(f"E-step {kind} N={num_samples} C={num_classes}")
@@ -730,6 +732,13 @@ def main(argv=None) -> None:
   parser.add_argument("--cells", default="", help="e.g. 10000x10,50000x10")
   parser.add_argument("--no-memory", action="store_true")
   parser.add_argument(
+      "--expect-iterations",
+      type=int,
+      default=None,
+      help="ours' steps + iterations at C = 1,000 from an earlier run at a smaller N, to size "
+      "the runs of this one when it has no smaller N itself",
+  )
+  parser.add_argument(
       "--torch-tol-s", type=float, default=None, help="time cap of torch at tol (default budget)"
   )
   parser.add_argument(
@@ -753,6 +762,9 @@ def main(argv=None) -> None:
       grid=grid,
       memory=not args.no_memory,
       torch_tol_s=args.torch_tol_s,
+      expected_iterations=(
+          {("late_em", 1000): args.expect_iterations} if args.expect_iterations else None
+      ),
   )
   for table in out["tables"]:
     print(table.text())
