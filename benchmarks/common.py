@@ -121,6 +121,31 @@ class PeakRss:
     return False
 
 
+def memory_bandwidth(megabytes: int = 512, repeats: int = 5) -> dict:
+  """Read bandwidth of this machine in bytes/s: the best of `repeats` sums of a float32
+  array far larger than the caches, by numpy and by a jitted jnp.sum (XLA:CPU, the threads
+  the benchmark configured); the faster of the two is the streaming bound's bandwidth."""
+  import jax
+  import jax.numpy as jnp
+
+  array = np.ones(megabytes * 2**20 // 4, np.float32)
+  best = {}
+  device_array = jnp.asarray(array)
+  jitted = jax.jit(jnp.sum)
+  block(jitted(device_array))
+  for name, fn in (
+      ("numpy sum", lambda: array.sum()),
+      ("jax sum", lambda: block(jitted(device_array))),
+  ):
+    best[name] = min(timed(fn)[0] for _ in range(repeats))
+  name = min(best, key=best.get)
+  details = ", ".join(f"{k} {array.nbytes / v / 1e9:.1f} GB/s" for k, v in best.items())
+  return {
+      "bytes_per_second": array.nbytes / best[name],
+      "method": f"best of {repeats} reads of {megabytes} MB float32: {details}",
+  }
+
+
 def run_probe(module: str, args: Sequence[str], timeout: float = 1800) -> dict:
   """Runs `python -m module args` in a fresh interpreter (same thread environment) and
   returns the JSON object on its last stdout line. Fresh processes give clean ru_maxrss."""

@@ -9,9 +9,11 @@ Three solvers on the same ln P (N x C) and prior:
               test (the reference's quirk, VIBE_SPEC.md section 2); labels argmax(K + u + v).
   torch tol   the same transcription, stopped once the L1 row-marginal error < 1e-4
               (checked every 10 iterations, as ott does).
-  ours        vibe_jax.em.estep.sinkhorn_pseudo_labels (ott lse-mode Sinkhorn, tol 1e-4,
-              adaptive momentum), compiled ahead of time; the compile is reported apart
-              (the EM loop compiles it once per shape and reuses it every E-step).
+  ours        vibe_jax.em.estep.sinkhorn_pseudo_labels with the EM loop's defaults (L-BFGS
+              on the semi-dual, then ott lse-mode Sinkhorn with adaptive momentum, tol 1e-4),
+              compiled ahead of time; the compile is reported apart (the EM loop compiles
+              it once per shape and reuses it every E-step). Iterations: "L-BFGS steps +
+              Sinkhorn iterations" (each costs about two passes over ln P).
 Agreement is the fraction of equal pseudo-labels with the reference-style run and with a
 tightly converged run (ours at tol 1e-5).
 
@@ -37,6 +39,7 @@ REFERENCE_ITERATIONS = 10_001
 THRESHOLD = 1e-4
 TIGHT_THRESHOLD = 1e-5  # 10x tighter than ours; 1e-6 is below float32's floor on several cells
 TIGHT_MAX_ITERATIONS = 20_000
+OURS = "ours (L-BFGS + ott, tol 1e-4)"
 LAM = 25.0
 CHECK_EVERY = 10  # ott's default inner_iterations: the marginal error is computed every 10
 KINDS = ("late_em", "dirichlet")
@@ -119,12 +122,13 @@ def torch_seconds_per_iteration(
 # ----------------------------------------------------------------------------- ours
 
 
-def ours_compile(ln_p, prior, **static):
+def ours_compile(ln_p, prior, init_g=None, **static):
   """AOT-compiles sinkhorn_pseudo_labels for these shapes; (executable, seconds, XLA temp)."""
   from vibe_jax.em import estep
 
   start = time.perf_counter()
-  compiled = estep.sinkhorn_pseudo_labels.lower(ln_p, prior, LAM, **static).compile()
+  warm = {} if init_g is None else {"init_g": init_g}
+  compiled = estep.sinkhorn_pseudo_labels.lower(ln_p, prior, LAM, **warm, **static).compile()
   seconds = time.perf_counter() - start
   try:
     temp = int(compiled.memory_analysis().temp_size_in_bytes)
@@ -133,17 +137,26 @@ def ours_compile(ln_p, prior, **static):
   return compiled, seconds, temp
 
 
-def ours_run(compiled, ln_p, prior) -> dict:
+def ours_run(compiled, ln_p, prior, init_g=None) -> dict:
   start = time.perf_counter()
-  labels, result = common.block(compiled(ln_p, prior, LAM))
+  call = compiled(ln_p, prior, LAM) if init_g is None else compiled(ln_p, prior, LAM, init_g=init_g)
+  labels, result = common.block(call)
   seconds = time.perf_counter() - start
   return {
       "labels": np.asarray(labels),
-      "iterations": int(result.iterations),
+      "iterations": int(result.iterations) + int(result.semi_dual_steps),
+      "semi_dual_steps": int(result.semi_dual_steps),
+      "sinkhorn_iterations": int(result.iterations),
       "converged": bool(result.converged),
       "error": float(result.marginal_error),
       "seconds": seconds,
+      "g": np.asarray(result.g),
   }
+
+
+def ours_label(run: dict) -> str:
+  """'L-BFGS steps + Sinkhorn iterations'."""
+  return f"{run['semi_dual_steps']} + {run['sinkhorn_iterations']}"
 
 
 def ours_seconds_per_iteration(ln_p, prior, probe_s: float) -> tuple[float, int]:
@@ -151,7 +164,12 @@ def ours_seconds_per_iteration(ln_p, prior, probe_s: float) -> tuple[float, int]
   iterations = CHECK_EVERY
   while True:
     compiled, _, _ = ours_compile(
-        ln_p, prior, threshold=-1.0, max_iterations=iterations, adaptive_momentum=False
+        ln_p,
+        prior,
+        threshold=-1.0,
+        max_iterations=iterations,
+        adaptive_momentum=False,
+        semi_dual_steps=0,
     )
     seconds = ours_run(compiled, ln_p, prior)["seconds"]
     if seconds > probe_s / 4 or iterations >= 400:
@@ -165,6 +183,11 @@ def ours_seconds_per_iteration(ln_p, prior, probe_s: float) -> tuple[float, int]
             ),
         )
     )
+
+
+def streaming_seconds(num_samples: int, num_classes: int, bandwidth: dict) -> float:
+  """The memory-bound time of one Sinkhorn iteration: two reads of the N x C float32 cost."""
+  return 2 * 4 * num_samples * num_classes / bandwidth["bytes_per_second"]
 
 
 def iteration_cap(seconds_per_iteration: float, seconds: float, ceiling: int) -> int:
@@ -195,6 +218,7 @@ def _memory_probe(framework: str, ln_p_path: str, prior_path: str) -> dict:
       threshold=-1.0,
       max_iterations=CHECK_EVERY,
       adaptive_momentum=True,
+      semi_dual_steps=CHECK_EVERY,
   )
   ours_run(warm, jnp.asarray(tiny_ln_p), jnp.asarray(tiny_prior))  # one-off runtime set-up
   ln_p_device, prior_device = jnp.asarray(ln_p), jnp.asarray(prior)
@@ -202,7 +226,12 @@ def _memory_probe(framework: str, ln_p_path: str, prior_path: str) -> dict:
   # Same program as the benchmarked solve except the iteration cap (which only sizes the
   # (max_iterations / 10,) error history): memory does not depend on the iteration count.
   compiled, _, temp = ours_compile(
-      ln_p_device, prior_device, threshold=-1.0, max_iterations=CHECK_EVERY, adaptive_momentum=True
+      ln_p_device,
+      prior_device,
+      threshold=-1.0,
+      max_iterations=CHECK_EVERY,
+      adaptive_momentum=True,
+      semi_dual_steps=CHECK_EVERY,
   )
   with common.PeakRss() as peak:
     ours_run(compiled, ln_p_device, prior_device)
@@ -266,8 +295,12 @@ def run_cell(
     probe_s: float,
     expected_iterations: dict,
     reference_iterations: int = REFERENCE_ITERATIONS,
+    torch_tol_s: float | None = None,
     log=print,
 ) -> tuple[list[Row], dict]:
+  """One (kind, N, C) cell: reference, torch at tol, ours, tight. `torch_tol_s`: the time cap
+  of the torch-at-tol run (default budget_s; at C = 1,000 it never converges, so a long cap
+  only costs time)."""
   import jax.numpy as jnp
 
   ln_p, prior = common.make_ln_p(kind, num_samples, num_classes)
@@ -319,6 +352,8 @@ def run_cell(
   key = (kind, num_classes)
   measured_before = key in expected_iterations
   guess = expected_iterations.get(key, 2000 if kind == "late_em" else 100)
+  # Seconds per (L-BFGS step or Sinkhorn iteration) over plain ms/it, at the smaller N.
+  unit = expected_iterations.get((*key, "unit"), 1.0)
   ours_cap = iteration_cap(ours_per_it, 3 * budget_s, REFERENCE_ITERATIONS)
   ours = None
   compiled, compile_s, xla_temp = ours_compile(
@@ -329,11 +364,16 @@ def run_cell(
       adaptive_momentum=True,
   )
   facts["ours_xla_temp_bytes"] = xla_temp
-  if ours_per_it * guess <= 3 * budget_s:
+  if ours_per_it * guess * unit <= 3 * budget_s:
     ours = ours_run(compiled, ln_p_device, prior_device)
     capped = not ours["converged"] and ours_cap < REFERENCE_ITERATIONS
     if ours["converged"]:
       expected_iterations[key] = ours["iterations"]
+      expected_iterations[(*key, "unit")] = ours["seconds"] / (ours["iterations"] * ours_per_it)
+    facts.update(
+        ours_semi_dual_steps=ours["semi_dual_steps"],
+        ours_sinkhorn_iterations=ours["sinkhorn_iterations"],
+    )
     facts.update(
         ours_seconds=ours["seconds"],
         ours_iterations=ours["iterations"],
@@ -358,8 +398,8 @@ def run_cell(
         Row(
             kind,
             *cell,
-            "ours (ott, tol 1e-4, momentum)",
-            ("> " if capped else "") + str(ours["iterations"]),
+            OURS,
+            ("> " if capped else "") + ours_label(ours),
             ours["seconds"],
             compile_seconds=compile_s,
             agree_reference=_agreement(ours["labels"], reference and reference["labels"]),
@@ -369,7 +409,7 @@ def run_cell(
     )
   elif measured_before:
     facts.update(
-        ours_seconds=ours_per_it * guess,
+        ours_seconds=ours_per_it * guess * unit,
         ours_iterations=guess,
         ours_extrapolated=True,
         ours_capped=False,
@@ -378,12 +418,13 @@ def run_cell(
         Row(
             kind,
             *cell,
-            "ours (ott, tol 1e-4, momentum)",
+            OURS,
             f"~{guess}",
-            ours_per_it * guess,
+            ours_per_it * guess * unit,
             extrapolated=True,
             compile_seconds=compile_s,
-            note=f"iterations from the next smaller N; {1e3 * ours_per_it:.1f} ms/it",
+            note=f"steps + iterations from the next smaller N; {1e3 * ours_per_it:.1f} ms/it "
+            f"x {unit:.2f} (cost of a step relative to a plain iteration there)",
         )
     )
   else:  # no converged smaller N to size it: no time and no speed-up to claim
@@ -392,7 +433,7 @@ def run_cell(
         Row(
             kind,
             *cell,
-            "ours (ott, tol 1e-4, momentum)",
+            OURS,
             "-",
             None,
             compile_seconds=compile_s,
@@ -422,11 +463,14 @@ def run_cell(
       LAM,
       max_iterations=reference_iterations,
       threshold=THRESHOLD,
-      time_limit=budget_s,
+      time_limit=torch_tol_s or budget_s,
   )
   note = ""
   if converged_torch["timed_out"]:
-    note = f"stopped by the {budget_s:.0f} s cap, error {converged_torch['error']:.1e}"
+    note = (
+        f"stopped by the {torch_tol_s or budget_s:.0f} s cap, error "
+        f"{converged_torch['error']:.1e}"
+    )
   elif not converged_torch["converged"]:
     note = (
         f"not converged in {reference_iterations:,} it " f"(error {converged_torch['error']:.1e})"
@@ -449,47 +493,47 @@ def run_cell(
       f"{common.fmt_seconds(converged_torch['seconds'])} {note}"
   )
 
-  # Tightly converged run (ours at tol 1e-5): the labels the others should approach.
+  # Tightly converged run: ours continued from its own g (warm start) to tol 1e-5, the labels
+  # the others should approach. Its solver steps are capped by the time budget: in float32
+  # L-BFGS can stall short of 1e-5 on the peaked C = 1,000 problems (then the row says so).
   tight = None
-  # At most 10x ours' iterations, in case a run stalls near float32's floor.
-  tight_max = int(
-      min(
-          TIGHT_MAX_ITERATIONS,
-          max(2_000, 10 * (ours or {}).get("iterations", 0)),
-          iteration_cap(ours_per_it, 3 * budget_s, TIGHT_MAX_ITERATIONS),
-      )
-  )
-  if (
-      ours is not None
-      and ours["converged"]
-      and ours_per_it * 3 * ours["iterations"] <= 3 * budget_s
-  ):
+  tight_max = int(min(TIGHT_MAX_ITERATIONS, max(2_000, 10 * (ours or {}).get("iterations", 0))))
+  tight_max = min(tight_max, iteration_cap(ours_per_it, budget_s / 2, tight_max))
+  tight_steps = iteration_cap(ours_per_it * unit, budget_s / 2, TIGHT_MAX_ITERATIONS)
+  if ours is not None and ours["converged"]:
     compiled, _, _ = ours_compile(
         ln_p_device,
         prior_device,
         threshold=TIGHT_THRESHOLD,
         max_iterations=tight_max,
         adaptive_momentum=True,
+        semi_dual_steps=tight_steps,
+        init_g=ours["g"],
     )
-    tight = ours_run(compiled, ln_p_device, prior_device)
+    tight = ours_run(compiled, ln_p_device, prior_device, init_g=ours["g"])
     del compiled
     rows.append(
         Row(
             kind,
             *cell,
-            "tight (ours, tol 1e-5)",
-            str(tight["iterations"]),
+            "tight (ours continued to tol 1e-5)",
+            ours_label(tight),
             tight["seconds"],
             agree_reference=_agreement(tight["labels"], reference and reference["labels"]),
             agree_tight=1.0,
             error=tight["error"],
-            note="" if tight["converged"] else f"stopped at {tight_max:,} it",
+            note="from ours' g"
+            + (
+                ""
+                if tight["converged"]
+                else f"; stopped at {tight_steps:,} steps + {tight_max:,} it"
+            ),
         )
     )
   results = {
       reference_name: reference,
       "torch, tol 1e-4": converged_torch,
-      "ours (ott, tol 1e-4, momentum)": ours,
+      OURS: ours,
   }
   for row in rows:
     if row.agree_tight is None and tight is not None and results.get(row.method) is not None:
@@ -515,6 +559,8 @@ def run(
     kinds=None,
     grid=None,
     memory: bool = True,
+    torch_tol_s: float | None = None,
+    expected_iterations: dict | None = None,
     log=print,
 ) -> dict:
   """Runs the grid; returns {'tables': [Table], 'facts': [dict], 'memory': [dict]}.
@@ -528,7 +574,8 @@ def run(
   budget_s = budget_s if budget_s is not None else (10.0 if quick else 60.0)
   probe_s = probe_s if probe_s is not None else (0.3 if quick else 3.0)
   all_rows, all_facts = [], []
-  expected_iterations: dict = {}
+  # (kind, C) -> ours' steps + iterations at a smaller N, to size (or extrapolate) the next.
+  expected_iterations = dict(expected_iterations or {})
   for kind in kinds:
     for num_samples, num_classes in sorted(grid, key=lambda nc: (nc[1], nc[0])):
       log(f"E-step {kind} N={num_samples} C={num_classes}")
@@ -540,6 +587,7 @@ def run(
           probe_s=probe_s,
           expected_iterations=expected_iterations,
           reference_iterations=reference_iterations,
+          torch_tol_s=torch_tol_s,
           log=log,
       )
       all_rows += rows
@@ -603,6 +651,8 @@ def run(
           "torch ms/it",
           "ours ms/it",
           "ratio",
+          "streaming bound ms/it",
+          "ours / bound",
           "torch peak RSS delta",
           "torch model (4 NC x 4 B)",
           "ours peak RSS delta",
@@ -611,6 +661,8 @@ def run(
   )
   memory_rows = []
   first_kind = kinds[0]
+  bandwidth = common.memory_bandwidth()
+  log(f"memory bandwidth: {bandwidth['bytes_per_second'] / 1e9:.1f} GB/s ({bandwidth['method']})")
   for facts in all_facts:
     if facts["kind"] != first_kind:
       continue
@@ -629,6 +681,8 @@ def run(
         f"{facts['torch_ms_per_iteration']:.2f}",
         f"{facts['ours_ms_per_iteration']:.2f}",
         f"{facts['torch_ms_per_iteration'] / facts['ours_ms_per_iteration']:.1f}x",
+        f"{1e3 * streaming_seconds(num_samples, num_classes, bandwidth):.2f}",
+        f"{facts['ours_ms_per_iteration'] / (1e3 * streaming_seconds(num_samples, num_classes, bandwidth)):.1f}x",
         common.fmt_bytes(mem["torch"].get("delta")),
         common.fmt_bytes(torch_footprint(num_samples, num_classes)),
         common.fmt_bytes(mem["ours"].get("delta")),
@@ -650,6 +704,9 @@ def run(
       f"the loaded ln P ({method}); tracemalloc cannot see either framework's buffers.",
       "ours XLA temp: temp_size_in_bytes of the compiled executable's memory_analysis() "
       "(buffers XLA allocates beyond arguments and outputs).",
+      "streaming bound: the two reads of the N x C cost a Sinkhorn iteration makes (the "
+      "column update, then the row update: 2 x 4 N C bytes) at this machine's measured "
+      f"read bandwidth, {bandwidth['bytes_per_second'] / 1e9:.1f} GB/s ({bandwidth['method']}).",
   ]
   tables.append(per_iteration)
   return {"tables": tables, "facts": all_facts, "memory": memory_rows}
@@ -675,6 +732,16 @@ def main(argv=None) -> None:
   parser.add_argument("--cells", default="", help="e.g. 10000x10,50000x10")
   parser.add_argument("--no-memory", action="store_true")
   parser.add_argument(
+      "--expect-iterations",
+      type=int,
+      default=None,
+      help="ours' steps + iterations at C = 1,000 from an earlier run at a smaller N, to size "
+      "the runs of this one when it has no smaller N itself",
+  )
+  parser.add_argument(
+      "--torch-tol-s", type=float, default=None, help="time cap of torch at tol (default budget)"
+  )
+  parser.add_argument(
       "--memory-probe", nargs=3, metavar=("FRAMEWORK", "LN_P", "PRIOR"), help=argparse.SUPPRESS
   )
   args = parser.parse_args(argv)
@@ -689,7 +756,15 @@ def main(argv=None) -> None:
   )
   kinds = tuple(k for k in args.kinds.split(",") if k) or None
   out = run(
-      quick=args.quick, budget_s=args.budget_s, kinds=kinds, grid=grid, memory=not args.no_memory
+      quick=args.quick,
+      budget_s=args.budget_s,
+      kinds=kinds,
+      grid=grid,
+      memory=not args.no_memory,
+      torch_tol_s=args.torch_tol_s,
+      expected_iterations=(
+          {("late_em", 1000): args.expect_iterations} if args.expect_iterations else None
+      ),
   )
   for table in out["tables"]:
     print(table.text())

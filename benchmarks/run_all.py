@@ -20,7 +20,7 @@ import traceback
 
 from benchmarks import common
 
-SECTIONS = ("estep", "mstep", "em", "memory")
+SECTIONS = ("estep", "estep_sequence", "streaming", "mstep", "em", "memory")
 DEFAULT_OUTPUT = os.path.join(common.REPO_ROOT, "benchmarks", "RESULTS.md")
 E_STEP_SPEEDUP_TARGET, E_STEP_AGREEMENT_TARGET, M_STEP_RATIO_TARGET = 50.0, 0.999, 1.0
 
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
     sections.remove("memory")  # compiles ImageNet-sized programs: not a smoke test
   output = args.output or (None if args.quick else DEFAULT_OUTPUT)
 
-  from benchmarks import em, estep, memory_plan, mstep
+  from benchmarks import em, estep, estep_sequence, memory_plan, mstep, streaming
 
   info = common.machine_info()
   started = time.time()
@@ -294,6 +294,16 @@ def main(argv: list[str] | None = None) -> None:
 
   runners = {
       "estep": ("E-step", lambda: estep.run(quick=args.quick, budget_s=args.budget_s, log=log)),
+      "estep_sequence": (
+          "E-step warm start",
+          lambda: estep_sequence.run(
+              *((500, 50, 3) if args.quick else (10_000, 1_000, 10)), log=log
+          ),
+      ),
+      "streaming": (
+          "E-step vs the streaming bound",
+          lambda: streaming.run(((2_000, 200),) if args.quick else streaming.CELLS, log=log),
+      ),
       "mstep": ("M-step", lambda: mstep.run(quick=args.quick, log=log)),
       "em": ("EM block", lambda: em.run(quick=args.quick, log=log)),
       "memory": ("Memory plan: ImageNet-1k E-step", memory_section),

@@ -78,6 +78,8 @@ def base_config() -> ml_collections.ConfigDict:
           "max_iterations": 10001,
           "adaptive_momentum": True,
           "fixed_iterations": False,
+          "semi_dual_steps": 2000,  # L-BFGS steps on g before Sinkhorn (estep.py)
+          "warm_start": True,  # each E-step starts from the previous one's g
       }
   )
   config.train = ml_collections.ConfigDict(

@@ -176,6 +176,11 @@ def _check_numbers(config: ml_collections.ConfigDict) -> None:
       raise ValueError(
           f"{field}={value!r} must be a finite number {lower}{upper} (e.g. {example:g})."
       )
+  steps = config.estep.semi_dual_steps
+  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+    raise ValueError(
+        f"estep.semi_dual_steps={steps!r} must be a whole number >= 0 (0: Sinkhorn only)."
+    )
   if config.parallel.num_devices < 0:
     raise ValueError(f"parallel.num_devices={config.parallel.num_devices} must be >= 0 (0: all).")
 

@@ -138,6 +138,7 @@ def relabel(
       max_iterations=settings.max_iterations,
       fixed_iterations=settings.fixed_iterations,
       adaptive_momentum=settings.adaptive_momentum,
+      semi_dual_steps=settings.semi_dual_steps,
   )
   if not bool(solver.converged):
     logging.warning(
@@ -147,7 +148,7 @@ def relabel(
         float(solver.marginal_error),
         settings.threshold,
     )
-  scores = posterior_scores(ln_p, np.asarray(solver.label_potentials), given)
+  scores = posterior_scores(ln_p, np.asarray(solver.g), given)
   num_classes = ln_p.shape[1]
   return Relabelling(
       class_names=tuple(training.class_names) or tuple(str(c) for c in range(num_classes)),

@@ -49,7 +49,7 @@ def test_sinkhorn_potentials_define_the_plan_and_the_labels():
   labels, stats = sinkhorn_pseudo_labels(
       jnp.asarray(ln_p), jnp.asarray(prior), 25.0, threshold=1e-6
   )
-  g = np.asarray(stats.label_potentials, np.float64)
+  g = np.asarray(stats.g, np.float64)
   plan = softmax(25.0 * (ln_p + g), axis=1) / len(ln_p)
   np.testing.assert_allclose(plan.sum(0), prior, atol=2e-5)
   np.testing.assert_array_equal(np.asarray(labels), np.argmax(ln_p + g, axis=1))

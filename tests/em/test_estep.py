@@ -1,4 +1,6 @@
-"""The Sinkhorn E-step against an independent numpy log-domain Sinkhorn."""
+"""The Sinkhorn E-step against an independent numpy log-domain Sinkhorn, and its solutions
+checked in numpy: a plan of the Gibbs form exp(lam (ln P + f + g)) whose marginals are
+(1/N, prior) is the entropic OT solution, whatever solver found g."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -59,9 +61,16 @@ def test_fixed_iterations_reproduce_reference_run():
 def test_plain_and_accelerated_solvers_agree():
   ln_p, prior = random_problem(3, peaked=True)
   plain, _ = sinkhorn_pseudo_labels(
-      jnp.asarray(ln_p), jnp.asarray(prior), 25.0, adaptive_momentum=False, threshold=1e-5
+      jnp.asarray(ln_p),
+      jnp.asarray(prior),
+      25.0,
+      adaptive_momentum=False,
+      threshold=1e-5,
+      semi_dual_steps=0,
   )
-  fast, _ = sinkhorn_pseudo_labels(jnp.asarray(ln_p), jnp.asarray(prior), 25.0, threshold=1e-5)
+  fast, _ = sinkhorn_pseudo_labels(
+      jnp.asarray(ln_p), jnp.asarray(prior), 25.0, threshold=1e-5, semi_dual_steps=0
+  )
   assert np.mean(np.asarray(plain) == np.asarray(fast)) >= 0.995
 
 
@@ -82,10 +91,15 @@ def test_diverging_momentum_falls_back_to_plain_sinkhorn():
 
   ln_p, prior = make_ln_p("late_em", 1000, 100)
   labels, stats = sinkhorn_pseudo_labels(
-      jnp.asarray(ln_p), jnp.asarray(prior), 25.0, threshold=3e-3
+      jnp.asarray(ln_p), jnp.asarray(prior), 25.0, threshold=3e-3, semi_dual_steps=0
   )
   plain, plain_stats = sinkhorn_pseudo_labels(
-      jnp.asarray(ln_p), jnp.asarray(prior), 25.0, threshold=3e-3, adaptive_momentum=False
+      jnp.asarray(ln_p),
+      jnp.asarray(prior),
+      25.0,
+      threshold=3e-3,
+      adaptive_momentum=False,
+      semi_dual_steps=0,
   )
   assert bool(stats.converged) and 0.0 <= float(stats.marginal_error) < 3e-3
   # The accelerated attempt's iterations come on top of the plain solve's.
@@ -93,3 +107,65 @@ def test_diverging_momentum_falls_back_to_plain_sinkhorn():
   np.testing.assert_array_equal(np.asarray(labels), np.asarray(plain))
   plan = numpy_sinkhorn_plan(ln_p.astype(np.float64), prior.astype(np.float64), 25.0, 3000)
   assert np.mean(np.asarray(labels) == plan.argmax(1)) >= 0.99
+
+
+def numpy_column_error(ln_p, prior, lam, g):
+  """L1 error of the column marginals of the plan with potential g (float64): rows scaled
+  to 1/N each, as the solver's f(g) does; columns should sum to the prior."""
+  logits = lam * (ln_p.astype(np.float64) + np.asarray(g, np.float64)[None])
+  rows = np.exp(logits - logsumexp(logits, axis=1)[:, None]) / ln_p.shape[0]
+  return np.abs(rows.sum(0) - prior / prior.sum()).sum()
+
+
+def peaked_many_class_problem():
+  """A late-EM problem (clustered features, 10 % label noise, C = 100) on which cold plain
+  Sinkhorn is still above 2e-4 after 10,000 iterations."""
+  from benchmarks.common import make_ln_p
+
+  return make_ln_p("late_em", 1000, 100)
+
+
+def test_semi_dual_solve_meets_the_marginals_with_padded_rows():
+  ln_p, prior = peaked_many_class_problem()
+  # 24 padding rows (valid False), as sharding over devices adds: they must get no mass.
+  padded = np.concatenate([ln_p, np.zeros((24, ln_p.shape[1]), np.float32)])
+  valid = np.arange(padded.shape[0]) < ln_p.shape[0]
+  labels, stats = sinkhorn_pseudo_labels(
+      jnp.asarray(padded),
+      jnp.asarray(prior),
+      25.0,
+      valid=jnp.asarray(valid),
+      adaptive_momentum=False,
+  )
+  assert bool(stats.converged) and 0 < int(stats.semi_dual_steps) < 2000
+  assert int(stats.iterations) <= 20  # Sinkhorn only certified the L-BFGS solution
+  assert numpy_column_error(ln_p, prior, 25.0, stats.g) < 2e-4
+  np.testing.assert_array_equal(
+      np.asarray(labels)[: ln_p.shape[0]], np.argmax(ln_p + np.asarray(stats.g)[None], axis=1)
+  )
+
+
+def test_warm_start_from_the_previous_g_needs_fewer_steps():
+  ln_p, prior = peaked_many_class_problem()
+  solve = lambda ln_p, **kw: sinkhorn_pseudo_labels(
+      jnp.asarray(ln_p), jnp.asarray(prior), 25.0, adaptive_momentum=False, **kw
+  )
+  _, first = solve(ln_p)
+  # The next E-step's problem: ln P moved a little, as by the M-steps between E-steps.
+  drifted = ln_p + 0.05 * np.random.default_rng(5).standard_normal(ln_p.shape).astype(np.float32)
+  cold_labels, cold = solve(drifted)
+  warm_labels, warm = solve(drifted, init_g=first.g)
+  assert bool(cold.converged) and bool(warm.converged)
+  assert int(warm.semi_dual_steps) < int(cold.semi_dual_steps) / 2, (warm, cold)
+  assert numpy_column_error(drifted, prior, 25.0, warm.g) < 2e-4
+  assert np.mean(np.asarray(warm_labels) == np.asarray(cold_labels)) >= 0.995
+
+
+def test_init_g_is_checked():
+  ln_p, prior = random_problem(6, n=40, c=5)
+  with pytest.raises(ValueError, match=r"init_g has shape \(4,\); .* of shape \(5,\)"):
+    sinkhorn_pseudo_labels(jnp.asarray(ln_p), jnp.asarray(prior), init_g=jnp.zeros(4))
+  with pytest.raises(ValueError, match=r"init_g: the reference-exact E-step"):
+    sinkhorn_pseudo_labels(
+        jnp.asarray(ln_p), jnp.asarray(prior), fixed_iterations=True, init_g=jnp.zeros(5)
+    )

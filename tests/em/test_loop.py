@@ -14,9 +14,10 @@ from vibe_jax.em import loop
 from vibe_jax.em.data import shard_training_data
 from vibe_jax.models.vibe import VibeHead, VibeModel
 
-# 40 VIBE steps, E-steps at 0 and 20, checkpoints every 10: step 30 lies between E-steps, so
-# resuming there needs the pseudo-labels of the E-step at 20 from the checkpoint.
-RESUMABLE = {"checkpoint.every": 10, "train.log_every": 10}
+# 50 VIBE steps, E-steps at 0, 20 and 40, checkpoints every 10: step 30 lies between E-steps,
+# so resuming there needs the pseudo-labels of the E-step at 20 from the checkpoint, and the
+# E-step at 40 its potential g (the warm start; the logged solver steps differ without it).
+RESUMABLE = {"checkpoint.every": 10, "train.log_every": 10, "train.steps": 50}
 
 
 class Interrupted(Exception):

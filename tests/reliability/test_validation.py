@@ -45,6 +45,7 @@ NUMBERS = [
     ("estep.lam", 1e12, r"estep\.lam=1000000000000\.0 must be a finite number > 0 and <= 10000"),
     ("estep.threshold", 0.0, r"estep\.threshold=0\.0 must be"),
     ("estep.max_iterations", 0, r"estep\.max_iterations=0 must be positive"),
+    ("estep.semi_dual_steps", -1, r"estep\.semi_dual_steps=-1 must be a whole number >= 0"),
     ("features.batch_size", 0, r"features\.batch_size=0 must be positive"),
     ("filter.num_neighbors", 0, r"filter\.num_neighbors=0 must be positive"),
     ("filter.delta", -0.1, r"filter\.delta=-0\.1 must be"),
@@ -172,7 +173,10 @@ def strict_json(line: str):
 
 
 def test_sinkhorn_that_does_not_converge_is_a_warning_in_the_log(tmp_path, caplog):
-  config = digits.config("f,runlocal", **{"baseline.enabled": False, "estep.max_iterations": 2})
+  config = digits.config(
+      "f,runlocal",
+      **{"baseline.enabled": False, "estep.max_iterations": 2, "estep.semi_dual_steps": 0},
+  )
   with caplog.at_level(logging.WARNING):
     run.train_and_evaluate(config, str(tmp_path))
   assert "Sinkhorn did not converge" in caplog.text and "estep.max_iterations=2" in caplog.text

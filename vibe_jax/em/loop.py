@@ -47,6 +47,8 @@ class EStepSettings:
   max_iterations: int
   fixed_iterations: bool
   adaptive_momentum: bool
+  semi_dual_steps: int
+  warm_start: bool  # start each E-step from the previous one's dual potential g
   uniform_first: bool  # iteration 0 replaces ln p(y|l) by -ln C, as the reference does
   batch_size: int  # of the ln P pass (features.batch_size)
 
@@ -59,6 +61,8 @@ class EStepSettings:
         max_iterations=config.estep.max_iterations,
         fixed_iterations=config.estep.fixed_iterations,
         adaptive_momentum=config.estep.adaptive_momentum,
+        semi_dual_steps=config.estep.semi_dual_steps,
+        warm_start=config.estep.warm_start,
         uniform_first=config.vibe.uniform_first_estep,
         batch_size=config.features.batch_size,
     )
@@ -129,9 +133,16 @@ def phases(config: ml_collections.ConfigDict, train_mu_y: bool) -> list[Phase]:
 
 
 def run_estep(
-    model: VibeModel, data: TrainData, settings: EStepSettings, first: bool
-) -> tuple[jax.Array, dict]:
-  """Pseudo-labels for the whole training set (padding rows included) and diagnostics."""
+    model: VibeModel,
+    data: TrainData,
+    settings: EStepSettings,
+    first: bool,
+    init_g: jax.Array | None = None,
+) -> tuple[jax.Array, dict, jax.Array]:
+  """Pseudo-labels for the whole training set (padding rows included), diagnostics, and the
+  solve's column potential g (C,): the next E-step's warm start. `init_g` is the previous
+  E-step's g (None: a cold start); it is used only with settings.warm_start."""
+  init_g = init_g if settings.warm_start and not settings.fixed_iterations else None
   ln_p = inference.ln_joint(
       model,
       data.inputs,
@@ -149,16 +160,20 @@ def run_estep(
       max_iterations=settings.max_iterations,
       fixed_iterations=settings.fixed_iterations,
       adaptive_momentum=settings.adaptive_momentum,
+      semi_dual_steps=settings.semi_dual_steps,
+      init_g=init_g,
   )
   host_labels = parallel.to_host(labels)[: data.num_valid]
   given = parallel.to_host(data.given_labels)[: data.num_valid]
   record = metrics.pseudo_label_diagnostics(host_labels, given, data.true_labels, data.poison_mask)
   record.update(
       sinkhorn_iterations=int(solver.iterations),
+      semi_dual_steps=int(solver.semi_dual_steps),
       sinkhorn_error=float(solver.marginal_error),
       sinkhorn_converged=int(solver.converged),  # 1 or 0: a TensorBoard scalar too
+      sinkhorn_warm_start=int(init_g is not None),
   )
-  return labels, record
+  return labels, record, solver.g
 
 
 def _check_estep(record: dict, phase: Phase, step: int) -> None:
@@ -175,12 +190,15 @@ def _check_estep(record: dict, phase: Phase, step: int) -> None:
   if not record["sinkhorn_converged"]:
     logging.warning(
         "%s E-step at iteration %d: Sinkhorn did not converge (marginal error %.3g, "
-        "estep.threshold=%g, %d iterations, estep.max_iterations=%d); the pseudo-labels are "
-        "approximate. Raise estep.max_iterations or lower estep.lam.",
+        "estep.threshold=%g, %d L-BFGS steps of estep.semi_dual_steps=%d, %d Sinkhorn "
+        "iterations of estep.max_iterations=%d); the pseudo-labels are approximate. Raise "
+        "estep.semi_dual_steps or estep.max_iterations, or lower estep.lam.",
         phase.desc,
         step,
         error,
         settings.threshold,
+        record["semi_dual_steps"],
+        settings.semi_dual_steps,
         record["sinkhorn_iterations"],
         settings.max_iterations,
     )
@@ -227,18 +245,23 @@ def fit(
   opt_state = parallel.replicate_tree(optimizer.init(params), mesh)
   key = parallel.replicate_tree(jax.random.key(phase.seed), mesh)
   pseudo_labels, start = data.given_labels, 0
+  # The last E-step's column potential: the next E-step starts from it (estep.warm_start).
+  # Zeros until the first E-step, which starts cold; saved with the state, so that a resumed
+  # run warm-starts as the uninterrupted one does.
+  estep_g = parallel.replicate(np.zeros(model.head.prior_logits.shape, np.float32), mesh)
   checkpoints = None
   if checkpoint_dir is not None:
     checkpoints = TrainCheckpoints(
         checkpoint_dir, save_every=phase.checkpoint_every, fingerprint=fingerprint
     )
     restored = checkpoints.restore_latest(
-        _train_state(params, rest, opt_state, _unpadded(pseudo_labels, data, mesh), 0, key)
+        _train_state(params, rest, opt_state, _unpadded(pseudo_labels, data, mesh), estep_g, 0, key)
     )
     if restored is not None:
       _, saved = restored
       params, rest, opt_state = saved["params"], saved["rest"], saved["opt_state"]
       pseudo_labels, start = _padded(saved["pseudo_labels"], data, mesh), int(saved["step"])
+      estep_g = saved["estep_g"]
       _check_step(start, phase, checkpoint_dir)
       key = jax.random.wrap_key_data(saved["key"])
       print(f"{phase.desc}: resumed from the checkpoint at iteration {start}")
@@ -266,7 +289,9 @@ def fit(
     for begin, end in chunks:
       if phase.estep and begin % period == 0:
         current = nnx.merge(graphdef, state.params, state.rest)
-        pseudo_labels, record = run_estep(current, data, phase.estep, first=begin == 0)
+        pseudo_labels, record, estep_g = run_estep(
+            current, data, phase.estep, first=begin == 0, init_g=estep_g if begin else None
+        )
         log({"step": begin, "kind": "estep", **record})
         _check_estep(record, phase, begin)
         if on_estep is not None:
@@ -305,7 +330,8 @@ def fit(
       if checkpoints is not None and checkpoints.due(end, force=end == phase.steps):
         unpadded = _unpadded(pseudo_labels, data, mesh)
         checkpoints.save(
-            end, _train_state(state.params, state.rest, state.opt_state, unpadded, end, key)
+            end,
+            _train_state(state.params, state.rest, state.opt_state, unpadded, estep_g, end, key),
         )
   if checkpoints is not None:
     checkpoints.close()
@@ -337,12 +363,13 @@ def _padded(saved: jax.Array, data: TrainData, mesh: Mesh) -> jax.Array:
   return parallel.shard_rows(labels[index], mesh)
 
 
-def _train_state(params, rest, opt_state, pseudo_labels, step, key) -> dict:
+def _train_state(params, rest, opt_state, pseudo_labels, estep_g, step, key) -> dict:
   return {
       "params": params,
       "rest": rest,
       "opt_state": opt_state,
       "pseudo_labels": pseudo_labels,
+      "estep_g": estep_g,
       "step": step,
       "key": jax.random.key_data(key),
   }
@@ -362,7 +389,13 @@ def restore_model(
   opt_state = mstep.make_optimizer(phase.optimizer, params, phase.train_mu_y).init(params)
   mesh = data.given_labels.sharding.mesh
   like = _train_state(
-      params, rest, opt_state, _unpadded(data.given_labels, data, mesh), 0, jax.random.key(0)
+      params,
+      rest,
+      opt_state,
+      _unpadded(data.given_labels, data, mesh),
+      parallel.replicate(np.zeros(model.head.prior_logits.shape, np.float32), mesh),
+      0,
+      jax.random.key(0),
   )
   restored = checkpoints.restore_latest(like, move_corrupt=False)  # eval changes nothing
   checkpoints.close()
