@@ -90,7 +90,7 @@ def ours_block(features, true, given, centroids, prior_logits, period: int) -> d
     times = {}
     start = time.perf_counter()
     current = state["mstep"]
-    labels, record = loop.run_estep(
+    labels, record, _ = loop.run_estep(
         nnx.merge(graphdef, current.params, current.rest), data, settings, first=False
     )
     times["estep"] = time.perf_counter() - start

@@ -273,7 +273,8 @@ class ModelFactory:
 @dataclasses.dataclass(frozen=True)
 class Prepared:
   """What a run trains on and is scored against; `training` is the whole training set and
-  `keep` the rows the filter kept (those in `data`), for relabelling every row afterwards."""
+  `keep` the rows the filter kept (those in `data`), for relabelling every row afterwards
+  (None for the deep victim, which nothing relabels)."""
 
   variant: Variant
   num_classes: int
@@ -281,8 +282,8 @@ class Prepared:
   eval_sets: EvalSets
   new_model: Callable[[float], VibeModel]  # kappa -> a fresh model
   filter_report: dict | None
-  training: TrainingSet
-  keep: np.ndarray
+  training: TrainingSet | None = None
+  keep: np.ndarray | None = None
 
 
 def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prepared:
