@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-quick bench format clean
+.PHONY: venv demo test test-quick bench fashion-mnist format clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test-quick: $(STAMP)
 # writes benchmarks/RESULTS.md (about 40 minutes on a 2-core CPU).
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Fashion-MNIST's four IDX files from Debian's package (offline; needs root), for
+# configs/fashion_mnist_*.py: /usr/share/datasets/fashion-mnist/ (docs/fashion_mnist.md).
+fashion-mnist:
+	apt-get install -y dataset-fashion-mnist
 
 # Reformats the code (settings in pyproject.toml).
 format: $(STAMP)
