@@ -18,13 +18,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python main.py --config configs/digits_badnets.py --workdir runs/digits_badnets
 
-# The whole suite (slow end-to-end tests included); about 11 minutes on 2 idle cores. Workers
+# The whole suite (slow end-to-end tests included); about 10-11 minutes on 2 idle cores. Workers
 # steal queued tests from each other; the 15 slowest tests are listed at the end.
 PYTEST := $(BIN)/python -m pytest tests -q -n 2 --dist worksteal --durations=15
 test: $(STAMP)
 	$(PYTEST)
 
-# The quick subset: everything but the tests marked slow (about 2 minutes).
+# The quick subset: everything but the tests marked slow (about 2-3 minutes).
 test-quick: $(STAMP)
 	$(PYTEST) -m "not slow"
 
