@@ -375,6 +375,10 @@ def paper_config(
   return config
 
 
+VICTIM_EPOCHS = 10  # of the Fashion-MNIST victim (docs/fashion_mnist.md)
+SSL_STEPS = 2000  # of Fashion-MNIST pretraining: about 8.5 epochs of the 60,000 images
+
+
 def fashion_mnist_config(attack: str, arg: str | None, **params) -> ml_collections.ConfigDict:
   """Fashion-MNIST (60,000 / 10,000 real images, 32x32 RGB, installed offline by
   `apt-get install dataset-fashion-mnist`) under `attack` at 10 %, target 0; `arg` as in
@@ -439,7 +443,3 @@ def fashion_mnist_config(attack: str, arg: str | None, **params) -> ml_collectio
   if runlocal:
     set_runlocal(config)
   return config
-
-
-VICTIM_EPOCHS = 10
-SSL_STEPS = 2000  # about 8.5 epochs of the 60,000 images
