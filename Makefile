@@ -24,7 +24,7 @@ PYTEST := $(BIN)/python -m pytest tests -q -n 2 --dist worksteal --durations=15
 test: $(STAMP)
 	$(PYTEST)
 
-# The quick subset: everything but the tests marked slow (about 2-3 minutes).
+# The quick subset: everything but the tests marked slow (about 2 minutes on 2 idle cores).
 test-quick: $(STAMP)
 	$(PYTEST) -m "not slow"
 
