@@ -18,7 +18,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python main.py --config configs/digits_badnets.py --workdir runs/digits_badnets
 
-# The whole suite (slow end-to-end tests included); about 10-11 minutes on 2 idle cores. Workers
+# The whole suite (slow end-to-end tests included); about 10 minutes on 2 idle cores. Workers
 # steal queued tests from each other; the 15 slowest tests are listed at the end.
 PYTEST := $(BIN)/python -m pytest tests -q -n 2 --dist worksteal --durations=15
 test: $(STAMP)
