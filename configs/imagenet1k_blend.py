@@ -5,13 +5,9 @@
 Generated trigger by default (uniform noise). The reference's own trigger, exactly
 (docs/triggers.md): add --config.attack.params.trigger_file=resources/imagenet_blend_trigger.png
 
-The reference's ImageNet-1k run (model/imagenet1k_*_vmf.yaml): a frozen All4One ResNet-50
-(backbone.checkpoint: `--mode pretrain` with this config's ssl section, or a solo-learn
-checkpoint converted by convert_torch_ckpt.py --arch resnet50 --stem imagenet), its features
-cached (features.extractor='backbone'), the Leiden filter on, and the SS schedule (30,000
-iterations, E-step every 1,000, batch 256, lr 1e-3): variants a / f here. ss_a / ss_f
-fine-tune the ResNet-50 instead; fm_a / fm_f run the FM schedule on the same features.
-Add `,runlocal` for the tiny smoke schedule; configs/common.paper_config has the details.
+As the reference runs ImageNet-1k (model/imagenet1k_*_vmf.yaml): frozen All4One ResNet-50
+features (backbone.checkpoint), the Leiden filter and the SS schedule for a / f; ss_* fine-tune
+it, fm_* run the FM schedule; details in configs/common.paper_config. `,runlocal`: smoke run.
 """
 
 from configs import common

@@ -6,13 +6,9 @@ Control grid k = 224 (the reference's imagenet_k). The reference draws its warp 
 unseeded for the training, un-augmented training and test sets; vibe_jax draws one from
 attack.seed, deliberately (docs/triggers.md).
 
-The reference's ImageNet-1k run (model/imagenet1k_*_vmf.yaml): a frozen All4One ResNet-50
-(backbone.checkpoint: `--mode pretrain` with this config's ssl section, or a solo-learn
-checkpoint converted by convert_torch_ckpt.py --arch resnet50 --stem imagenet), its features
-cached (features.extractor='backbone'), the Leiden filter on, and the SS schedule (30,000
-iterations, E-step every 1,000, batch 256, lr 1e-3): variants a / f here. ss_a / ss_f
-fine-tune the ResNet-50 instead; fm_a / fm_f run the FM schedule on the same features.
-Add `,runlocal` for the tiny smoke schedule; configs/common.paper_config has the details.
+As the reference runs ImageNet-1k (model/imagenet1k_*_vmf.yaml): frozen All4One ResNet-50
+features (backbone.checkpoint), the Leiden filter and the SS schedule for a / f; ss_* fine-tune
+it, fm_* run the FM schedule; details in configs/common.paper_config. `,runlocal`: smoke run.
 """
 
 from configs import common
