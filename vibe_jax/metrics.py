@@ -92,3 +92,18 @@ def robust_improvement_rate(victim: dict, defended: dict) -> float:
   return (
       max(0.0, defended["ra"] - victim["ra"]) - max(0.0, victim["acc"] - defended["acc"]) + 1
   ) / 2
+
+
+def format_timing(results: dict) -> str:
+  """One line of wall seconds per phase, with the E-step's share where a phase has one."""
+  timing = results.get("timing", {})
+  parts = [f"prepare {timing['prepare']:.0f} s"] if "prepare" in timing else []
+  for name, phase in timing.items():
+    if name == "prepare":
+      continue
+    part = f"{name} {phase['seconds']:.0f} s"
+    if phase["estep_seconds"]:
+      share = phase["estep_seconds"] / max(phase["seconds"], 1e-9)
+      part += f" (E-step {phase['estep_seconds']:.0f} s, {100 * share:.0f} %)"
+    parts.append(part)
+  return f"Wall time {results.get('seconds', 0):.0f} s: " + ", ".join(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from typing import Callable
 
 import jax
 import ml_collections
@@ -133,7 +134,9 @@ def _train(
   if trigger_visibility is not None:
     results["trigger_visibility"] = trigger_visibility
   predictions, models = {}, {}
+  timing = {"prepare": round(time.time() - started, 1)}
   for phase in loop.phases(config, prepared.variant.train_mu_y):
+    phase_started, estep_seconds = time.time(), []
     trains_on = prepare_victim(config, mesh) if phase.name == "victim" else prepared
     model = loop.fit(
         trains_on.new_model(phase.kappa),
@@ -142,7 +145,7 @@ def _train(
         mesh=mesh,
         checkpoint_dir=os.path.join(workdir, "checkpoints", phase.name),
         evaluate=trains_on.eval_sets.evaluate,
-        log=log.writer(phase.name),
+        log=_collecting_estep_seconds(log.writer(phase.name), estep_seconds),
         on_estep=_snapshots(config, prepared, phase, workdir),
         fingerprint=identity.fingerprint,
     )
@@ -150,10 +153,15 @@ def _train(
     predictions[phase.name] = trains_on.eval_sets.predict(model)
     results[phase.name] = trains_on.eval_sets.evaluate(model, predictions[phase.name])
     log.write(phase.name, {"step": phase.steps, "kind": "eval", **results[phase.name]})
+    timing[phase.name] = {
+        "seconds": round(time.time() - phase_started, 1),
+        "estep_seconds": round(sum(estep_seconds), 1),
+    }
   log.close()
   if "victim" in results and "asr" in results["vibe"]:  # an attack to rate the defense on
     results["vibe"]["der"] = metrics.defense_effectiveness_rate(results["victim"], results["vibe"])
   results["seconds"] = round(time.time() - started, 1)
+  results["timing"] = timing
   if primary:
     if config.report.enabled:
       eval_sets = prepared.eval_sets
@@ -167,7 +175,22 @@ def _train(
       )
     files.write_json_atomically(os.path.join(workdir, "results.json"), results)
     print(format_results_table(results))
+    print(metrics.format_timing(results))
   return results, prepared, models
+
+
+def _collecting_estep_seconds(
+    write: Callable[[dict], None], estep_seconds: list[float]
+) -> Callable[[dict], None]:
+  """`write`, also appending each E-step record's wall seconds to `estep_seconds`: the
+  E-step's share of a phase, without reading the log back."""
+
+  def log(record: dict) -> None:
+    if record.get("kind") == "estep":
+      estep_seconds.append(record["seconds"])
+    write(record)
+
+  return log
 
 
 def _write_report(workdir: str) -> None:

@@ -94,6 +94,21 @@ def test_writing_metrics_leaves_torch_unimported(tmp_path):
   assert read_events(events) == {"train/loss": [(1, 0.5)]}
 
 
+def test_timing_sums_the_logged_esteps_per_phase(finished):
+  workdir, _, results = finished
+  esteps = [r for r in records_of(workdir) if r["kind"] == "estep"]
+  assert [r["step"] for r in esteps] == [0, 20] and all(r["seconds"] > 0 for r in esteps)
+  timing = results["timing"]
+  assert set(timing) == {"prepare", "baseline", "vibe"}
+  assert timing["baseline"]["estep_seconds"] == 0  # the baseline has no E-step
+  assert timing["vibe"]["estep_seconds"] == pytest.approx(
+      sum(r["seconds"] for r in esteps), abs=0.06
+  )
+  assert 0 < timing["vibe"]["estep_seconds"] <= timing["vibe"]["seconds"]
+  assert results["seconds"] >= timing["prepare"] + timing["baseline"]["seconds"] - 0.2
+  assert "Wall time" in (workdir / "report.md").read_text()
+
+
 def test_tensorboard_events_hold_every_record(finished):
   workdir, _, _ = finished
   records = records_of(workdir)
@@ -171,7 +186,7 @@ def test_plots_and_report_of_a_finished_run(finished):
   estep_rows = [
       line.split(" | ")[0]
       for line in text.splitlines()
-      if line.startswith("| ") and line.count("|") == 6
+      if line.startswith("| ") and line.count("|") == 7
   ]
   assert estep_rows[-2:] == ["| 0", "| 20"]  # the E-step table, one row per E-step
   for name in PLOTS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Callable
 
 import jax
@@ -289,9 +290,12 @@ def fit(
     for begin, end in chunks:
       if phase.estep and begin % period == 0:
         current = nnx.merge(graphdef, state.params, state.rest)
+        estep_started = time.perf_counter()
         pseudo_labels, record, estep_g = run_estep(
             current, data, phase.estep, first=begin == 0, init_g=estep_g if begin else None
         )
+        # Wall seconds of ln P, the solve and the diagnostics (run_estep ends on the host).
+        record["seconds"] = round(time.perf_counter() - estep_started, 3)
         log({"step": begin, "kind": "estep", **record})
         _check_estep(record, phase, begin)
         if on_estep is not None:

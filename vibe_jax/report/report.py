@@ -92,6 +92,8 @@ def _config_section(config: dict | None) -> list[str]:
 
 def _status(results: dict | None, records: list[dict], config: dict | None) -> str:
   if results is not None:
+    if "timing" in results:
+      return f"Finished run. {metrics.format_timing(results)}."
     return f"Finished run ({results.get('seconds', '?')} s)."
   done = []
   for phase, field in (
@@ -191,6 +193,7 @@ def _estep_section(records: list[dict]) -> list[str]:
           _percent(r.get("poison_restored")),
           _percent(r.get("agree_given")),
           str(r.get("sinkhorn_iterations", "-")),
+          f"{r['seconds']:.1f}" if "seconds" in r else "-",
       ]
       for r in esteps
   ]
@@ -208,6 +211,7 @@ def _estep_section(records: list[dict]) -> list[str]:
               "poison restored",
               "pseudo-label = given",
               "Sinkhorn iterations",
+              "seconds",
           ],
           rows,
       )
