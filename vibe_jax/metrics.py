@@ -104,6 +104,6 @@ def format_timing(results: dict) -> str:
     part = f"{name} {phase['seconds']:.0f} s"
     if phase["estep_seconds"]:
       share = phase["estep_seconds"] / max(phase["seconds"], 1e-9)
-      part += f" (E-step {phase['estep_seconds']:.0f} s, {100 * share:.0f} %)"
+      part += f" (E-step {phase['estep_seconds']:.1f} s, {100 * share:.0f} %)"
     parts.append(part)
   return f"Wall time {results.get('seconds', 0):.0f} s: " + ", ".join(parts)

@@ -155,7 +155,7 @@ def _train(
     log.write(phase.name, {"step": phase.steps, "kind": "eval", **results[phase.name]})
     timing[phase.name] = {
         "seconds": round(time.time() - phase_started, 1),
-        "estep_seconds": round(sum(estep_seconds), 1),
+        "estep_seconds": round(sum(estep_seconds), 3),
     }
   log.close()
   if "victim" in results and "asr" in results["vibe"]:  # an attack to rate the defense on

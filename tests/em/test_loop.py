@@ -67,6 +67,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, capsy
     expected = reference[(record["phase"], record["step"], record["kind"])]
     assert record.keys() == expected.keys()
     for key, value in record.items():
+      if key == "seconds":  # an E-step's wall time
+        continue
       if isinstance(value, float):
         assert value == pytest.approx(expected[key], rel=1e-6), (record, key)
       else:

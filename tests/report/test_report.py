@@ -102,9 +102,9 @@ def test_timing_sums_the_logged_esteps_per_phase(finished):
   assert set(timing) == {"prepare", "baseline", "vibe"}
   assert timing["baseline"]["estep_seconds"] == 0  # the baseline has no E-step
   assert timing["vibe"]["estep_seconds"] == pytest.approx(
-      sum(r["seconds"] for r in esteps), abs=0.06
+      sum(r["seconds"] for r in esteps), abs=1e-3
   )
-  assert 0 < timing["vibe"]["estep_seconds"] <= timing["vibe"]["seconds"]
+  assert timing["vibe"]["estep_seconds"] <= timing["vibe"]["seconds"]
   assert results["seconds"] >= timing["prepare"] + timing["baseline"]["seconds"] - 0.2
   assert "Wall time" in (workdir / "report.md").read_text()
 

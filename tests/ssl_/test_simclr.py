@@ -63,9 +63,11 @@ def test_loss_decreases_and_host_and_compiled_loops_agree():
   losses = [record["loss"] for record in history]
   assert losses[-1] < losses[0] - 0.2, losses
   # The same steps as one fori_loop per chunk (the accelerator path): the same run, up to
-  # XLA:CPU using other convolution kernels inside a loop.
+  # XLA:CPU using other convolution kernels inside a loop, whose rounding differences grow
+  # over the 30 steps (0.26 % by step 25 at the tests' LLVM level 1; a different batch or
+  # augmentation would move a chunk's loss by several percent).
   _, compiled = run(host_loop=False, steps=30)
-  np.testing.assert_allclose([r["loss"] for r in compiled], losses, rtol=2e-3)
+  np.testing.assert_allclose([r["loss"] for r in compiled], losses, rtol=5e-3)
 
 
 def test_nan_loss_names_the_learning_rate_field():
