@@ -14,7 +14,21 @@ def test_defense_metrics():
       poisoned_true_labels=np.array([1, 2, 2]),
       attacker_labels=np.array([0, 0, 0]),
   )
-  assert result == {"acc": 0.75, "asr": 2 / 3, "ra": 1 / 3}
+  # asr_floor: class 1's one clean image is predicted 1 (not 0): 0; of class 2's one, 0 too.
+  assert result == {"acc": 0.75, "asr": 2 / 3, "ra": 1 / 3, "asr_floor": 0.0}
+
+
+def test_asr_floor_is_the_clean_confusion_into_the_attackers_label():
+  # Clean test set: class 1 predicted 0 in 1 of 4, class 2 in 2 of 2, class 3 never seen.
+  clean_labels = np.array([1, 1, 1, 1, 2, 2, 0])
+  clean_predictions = np.array([0, 1, 1, 1, 0, 0, 0])
+  # Triggered: two of class 1 (target 0), one of class 2 (target 0), one of class 2 with
+  # another attacker label (all-to-all: 3), one of the unseen class 3.
+  true = np.array([1, 1, 2, 2, 3])
+  wanted = np.array([0, 0, 0, 3, 0])
+  result = metrics.defense_metrics(clean_predictions, clean_labels, wanted, true, wanted)
+  assert result["asr"] == 1.0  # every triggered image lands on its attacker label
+  assert result["asr_floor"] == pytest.approx((0.25 + 0.25 + 1.0 + 0.0 + 0.0) / 5)
 
 
 def test_pseudo_label_diagnostics():

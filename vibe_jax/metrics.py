@@ -26,12 +26,41 @@ def defense_metrics(
     poisoned_true_labels: np.ndarray,
     attacker_labels: np.ndarray,
 ) -> dict[str, float]:
-  """ACC on the clean test set; ASR (attacker's label) and RA (true label) on the poisoned one."""
+  """ACC on the clean test set; ASR (attacker's label) and RA (true label) on the poisoned one;
+  and `asr_floor`, the ASR the same model shows without any trigger: how often it predicts
+  the attacker's label for clean test images of each poisoned image's true class (the clean
+  confusion matrix, weighted like the triggered test set). ASR cannot fall below it by
+  removing the backdoor; on Fashion-MNIST with target T-shirt, shirts make it ~2-3 %."""
   return {
       "acc": accuracy(clean_predictions, clean_labels),
       "asr": accuracy(poisoned_predictions, attacker_labels),
       "ra": accuracy(poisoned_predictions, poisoned_true_labels),
+      "asr_floor": _asr_floor(
+          clean_predictions, clean_labels, poisoned_true_labels, attacker_labels
+      ),
   }
+
+
+def _asr_floor(
+    clean_predictions: np.ndarray,
+    clean_labels: np.ndarray,
+    poisoned_true_labels: np.ndarray,
+    attacker_labels: np.ndarray,
+) -> float:
+  """Mean over the triggered test images of P(prediction = attacker's label | a clean image
+  of its true class); a class without clean test images counts 0."""
+  clean_predictions, clean_labels = np.asarray(clean_predictions), np.asarray(clean_labels)
+  if not len(poisoned_true_labels):
+    return 0.0
+  pairs, counts = np.unique(
+      np.stack([poisoned_true_labels, attacker_labels], axis=1), axis=0, return_counts=True
+  )
+  total = 0.0
+  for (true, wanted), count in zip(pairs, counts):
+    members = clean_labels == true
+    if members.any():
+      total += count * np.mean(clean_predictions[members] == wanted)
+  return float(total / len(poisoned_true_labels))
 
 
 def per_attack_metrics(

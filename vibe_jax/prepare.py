@@ -102,8 +102,9 @@ class EvalSets:
         self.attacker_labels,
     )
     if not len(self.clean_labels):
-      del results["acc"]
+      del results["acc"], results["asr_floor"]
     if not len(self.poisoned_true_labels):
+      results.pop("asr_floor", None)
       del results["asr"], results["ra"]
     if self.attack_index is not None:
       results.update(

@@ -142,8 +142,17 @@ def run_estep(
 ) -> tuple[jax.Array, dict, jax.Array]:
   """Pseudo-labels for the whole training set (padding rows included), diagnostics, and the
   solve's column potential g (C,): the next E-step's warm start. `init_g` is the previous
-  E-step's g (None: a cold start); it is used only with settings.warm_start."""
-  init_g = init_g if settings.warm_start and not settings.fixed_iterations else None
+  E-step's g (None: start cold), used after the first E-step with settings.warm_start."""
+  warm = settings.warm_start and not first and not settings.fixed_iterations and init_g is not None
+  start_g = init_g if warm else None
+  if not warm and not settings.fixed_iterations and settings.semi_dual_steps:
+    # A cold start is L-BFGS from g = 0; passed as zeros, it is the same compiled program as
+    # the warm E-steps' (one compile per run instead of two; the same numbers).
+    start_g = (
+        jnp.zeros_like(init_g)
+        if init_g is not None
+        else jnp.zeros(model.head.prior_logits.shape, jnp.float32)
+    )
   ln_p = inference.ln_joint(
       model,
       data.inputs,
@@ -162,7 +171,7 @@ def run_estep(
       fixed_iterations=settings.fixed_iterations,
       adaptive_momentum=settings.adaptive_momentum,
       semi_dual_steps=settings.semi_dual_steps,
-      init_g=init_g,
+      init_g=start_g,
   )
   host_labels = parallel.to_host(labels)[: data.num_valid]
   given = parallel.to_host(data.given_labels)[: data.num_valid]
@@ -172,7 +181,7 @@ def run_estep(
       semi_dual_steps=int(solver.semi_dual_steps),
       sinkhorn_error=float(solver.marginal_error),
       sinkhorn_converged=int(solver.converged),  # 1 or 0: a TensorBoard scalar too
-      sinkhorn_warm_start=int(init_g is not None),
+      sinkhorn_warm_start=int(warm),
   )
   return labels, record, solver.g
 
@@ -292,7 +301,7 @@ def fit(
         current = nnx.merge(graphdef, state.params, state.rest)
         estep_started = time.perf_counter()
         pseudo_labels, record, estep_g = run_estep(
-            current, data, phase.estep, first=begin == 0, init_g=estep_g if begin else None
+            current, data, phase.estep, first=begin == 0, init_g=estep_g
         )
         # Wall seconds of ln P, the solve and the diagnostics (run_estep ends on the host).
         record["seconds"] = round(time.perf_counter() - estep_started, 3)
