@@ -167,9 +167,9 @@ def _kernel_mode_sinkhorn(
     max_iterations: int,
     adaptive_momentum: bool,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
-  """(g, iterations, of which in kernel mode, converged, error): ott Sinkhorn from g in kernel mode, the potentials
-  absorbed into the kernel every `KERNEL_SEGMENT` iterations (up to `max_iterations` in
-  whole segments).
+  """(g, iterations, of which in kernel mode, converged, error): ott Sinkhorn from g, in
+  kernel mode with the potentials absorbed into the kernel every `KERNEL_SEGMENT`
+  iterations (up to `max_iterations` in whole segments).
 
   A log-domain iteration evaluates exp on all N C entries twice, which on a CPU costs
   several times the two reads of ln P it needs (benchmarks/streaming.py measures both). Here
@@ -177,10 +177,10 @@ def _kernel_mode_sinkhorn(
   is two matrix-vector products over K, the scalings starting at 1. The scalings,
   exp((g - g_start) / eps), and K's entries stay in float32's range only while g moves less
   than ~87 eps from where K was built, hence the segments. Each segment starts by measuring
-  the error of g on that exact plan, so the error returned and the stop are the log-domain
-  column-marginal error of (f(g), g), whatever the kernel saw. With momentum, a segment is
-  redone without it where it ends non-finite or above its starting error; a plain segment
-  that ends non-finite (the scalings left float32's range) is redone in the log domain.
+  the column-marginal error of (f(g), g) in the log domain, so the error returned and the
+  stop are exact, whatever the kernel saw. With momentum, a kernel-mode segment is redone
+  without it where it ends non-finite or above its starting error; where the plain one does
+  too, or a column has no mass in float32, the next segment runs in the log domain.
   """
   segment = min(KERNEL_SEGMENT, max_iterations)
   kernel_solver = lambda **extra: sinkhorn.Sinkhorn(
@@ -189,72 +189,83 @@ def _kernel_mode_sinkhorn(
   log_solver = lambda **extra: sinkhorn.Sinkhorn(
       threshold=threshold, max_iterations=segment, **extra
   )
+  momentum = dict(momentum=acceleration.Momentum(start=50))
+  accelerated = lambda solve: [lambda: solve(**momentum)] if adaptive_momentum else []
 
-  def run_segment(kernel, f, potential, error):
-    """(step of g, iterations, of which in kernel mode) of one segment from (f, potential)
-    whose error is `error`."""
+  def kernel_segment(f, potential, error):
+    """(step of g, iterations, of which in kernel mode, failed): one segment in kernel mode
+    from (f, potential), whose error is `error`. K is built here, inside the branch, so it
+    never coexists with the log domain's N x C scratch."""
+    kernel = problem.geom.transport_from_potentials(f, potential)
     geom = _AbsorbedKernel(kernel_matrix=kernel, epsilon=problem.geom.epsilon)
     absorbed = linear_problem.LinearProblem(geom, a=problem.a, b=problem.b)
     ones = (jnp.ones_like(f), jnp.ones_like(potential))
-    momentum = dict(momentum=acceleration.Momentum(start=50))
-    kernel_mode = lambda **extra: _step(
-        _solve(kernel_solver(**extra), absorbed, ones, threshold), in_kernel=True
-    )
-    log_domain = lambda **extra: _step(
+    solve = lambda **extra: _step(_solve(kernel_solver(**extra), absorbed, ones, threshold))
+    step, count, end_error = _first_good(accelerated(solve) + [solve], error)
+    ok = _improved(step, end_error, error)
+    return jnp.where(ok, step, 0.0), count, count, ~ok
+
+  def log_segment(f, potential, error):
+    solve = lambda **extra: _step(
         _solve(log_solver(**extra), problem, (f, potential), threshold), start=potential
     )
-    first = lambda attempts: _first_good(attempts, error)
-    accelerated = lambda solve: [lambda: solve(**momentum)] if adaptive_momentum else []
-    # Kernel mode needs every column's mass within float32's range: a column whose entries
-    # of K all underflowed would get a scaling of b_j instead of b_j / 0.
-    mass_ratio = jnp.min(jnp.sum(kernel, axis=0) / problem.b)
-    return jax.lax.cond(
-        mass_ratio > KERNEL_MIN_MASS_RATIO,
-        lambda: first(accelerated(kernel_mode) + [kernel_mode, log_domain]),
-        lambda: first(accelerated(log_domain) + [log_domain]),
-    )
+    step, count, _ = _first_good(accelerated(solve) + [solve], error)
+    return step, count, jnp.zeros_like(count), jnp.zeros((), bool)
 
   def body(carry):
-    potential, iterations, in_kernel, _, _ = carry
+    potential, iterations, in_kernel, _, _, kernel_failed = carry
     f = _row_potential(problem, potential)
-    kernel = problem.geom.transport_from_potentials(f, potential)
-    error = jnp.sum(jnp.abs(jnp.sum(kernel, axis=0) - problem.b))
+    columns = problem.geom.marginal_from_potentials(f, potential, axis=0)
+    error = jnp.sum(jnp.abs(columns - problem.b))
+    # Kernel mode needs every column's mass within float32's range (a column whose entries
+    # of K all underflowed would get the scaling b_j instead of b_j / 0), and runs again
+    # after a log-domain segment only.
+    use_kernel = (jnp.min(columns / problem.b) > KERNEL_MIN_MASS_RATIO) & ~kernel_failed
     stop = (error < threshold) | (iterations + segment > max_iterations)
-    step, count, count_in_kernel = jax.lax.cond(
+    zero = jnp.zeros_like(iterations)
+    step, count, count_in_kernel, failed = jax.lax.cond(
         stop,
-        lambda: (jnp.zeros_like(potential), jnp.zeros_like(iterations), jnp.zeros_like(iterations)),
-        lambda: run_segment(kernel, f, potential, error),
+        lambda: (jnp.zeros_like(potential), zero, zero, jnp.zeros((), bool)),
+        lambda: jax.lax.cond(
+            use_kernel,
+            lambda: kernel_segment(f, potential, error),
+            lambda: log_segment(f, potential, error),
+        ),
     )
     stop = stop | ~jnp.all(jnp.isfinite(step))  # the log domain failed too: keep the last g
     potential = jnp.where(stop, potential, potential + step)
-    return potential, iterations + count, in_kernel + count_in_kernel, error, stop
+    return potential, iterations + count, in_kernel + count_in_kernel, error, stop, failed
 
   zero = jnp.zeros((), jnp.int32)
-  start = (g, zero, zero, jnp.array(jnp.inf, g.dtype), jnp.zeros((), bool))
-  g, iterations, in_kernel, error, _ = jax.lax.while_loop(lambda carry: ~carry[4], body, start)
+  no = jnp.zeros((), bool)
+  start = (g, zero, zero, jnp.array(jnp.inf, g.dtype), no, no)
+  g, iterations, in_kernel, error, _, _ = jax.lax.while_loop(lambda carry: ~carry[4], body, start)
   return g, iterations, in_kernel, jnp.isfinite(error) & (error < threshold), error
 
 
+def _improved(step, end_error, error):
+  return jnp.all(jnp.isfinite(step)) & jnp.isfinite(end_error) & (end_error < error)
+
+
 def _first_good(attempts, error):
-  """(step, iterations, of which in kernel mode) of the first attempt that ends finite and
-  below `error` (the last one's otherwise), running each only where the ones before it
-  failed; iterations add up."""
-  step, count, in_kernel, end_error = attempts[0]()
+  """(step, iterations, end error) of the first attempt that ends finite and below `error`
+  (the last one's otherwise), running each only where the ones before it failed;
+  iterations add up."""
+  step, count, end_error = attempts[0]()
   for attempt in attempts[1:]:
-    good = jnp.all(jnp.isfinite(step)) & jnp.isfinite(end_error) & (end_error < error)
-    zero = jnp.zeros_like(count)
-    step, more, more_in_kernel, end_error = jax.lax.cond(
-        good, lambda: (step, zero, zero, end_error), attempt
+    step, more, end_error = jax.lax.cond(
+        _improved(step, end_error, error),
+        lambda: (step, jnp.zeros_like(count), end_error),
+        attempt,
     )
-    count, in_kernel = count + more, in_kernel + more_in_kernel
-  return step, count, in_kernel
+    count = count + more
+  return step, count, end_error
 
 
-def _step(result, start=0.0, in_kernel=False):
-  """(step of g from `start`, iterations, of which in kernel mode, error) of a `_solve`
-  result."""
+def _step(result, start=0.0):
+  """(step of g from `start`, iterations, error) of a `_solve` result."""
   g, iterations, _, error = result
-  return g - start, iterations, iterations if in_kernel else jnp.zeros_like(iterations), error
+  return g - start, iterations, error
 
 
 def _row_potential(problem: linear_problem.LinearProblem, g: jax.Array) -> jax.Array:
