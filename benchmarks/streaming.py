@@ -143,10 +143,11 @@ def run(cells=CELLS, repeats: int = 5, log=print) -> dict:
       "then reads it twice (max, then sum of exp): 2 writes, 6 reads and 2 exps per entry "
       "per iteration (optimized HLO). kernel-mode: the E-step's Sinkhorn phase "
       f"(vibe_jax/em/estep.py), two matrix-vector products per iteration over K = the plan "
-      f"at the segment's start, re-absorbed every {segment} iterations (one row update, one "
-      "exp pass and one column sum per segment, included). L-BFGS: one semi-dual value and "
-      "gradient (a row log-sum-exp and the column marginals, each through ott's log-domain "
-      "update), line search included.",
+      f"at the segment's start, re-absorbed every {segment} iterations (per segment one exp "
+      "pass, and a row update and the column marginals in the log domain for its exact "
+      "error check, included). L-BFGS: one semi-dual value and gradient (a row "
+      "log-sum-exp and the column marginals, each through ott's log-domain update), line "
+      "search included.",
   ]
   return {"tables": [table], "facts": facts}
 

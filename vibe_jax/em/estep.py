@@ -4,15 +4,16 @@
 
 is Sinkhorn with cost -ln P and epsilon = 1/lambda (set explicitly: ott's default epsilon
 is relative to the cost). The pseudo-label of sample i is argmax_l Q[i, l]; with the dual
-potential g this is argmax_l (ln P[i, l] + g_l), so the N x C plan is never materialised.
+potential g this is argmax_l (ln P[i, l] + g_l), so the labels need no N x C plan.
 
 Late in EM with many classes the problem is peaked (lambda ln P spans hundreds between
 classes) and Sinkhorn's coordinate ascent crawls: 30,000 plain iterations reach only 2e-4
 on the benchmark's N = 5,000, C = 1,000 problem. The converged solver therefore first runs
 L-BFGS (optax) on the semi-dual, a smooth concave function of the C numbers g whose
-gradient is the column-marginal error, then hands (f(g), g) to ott's Sinkhorn through its
-`init` argument, which certifies the error and finishes the solve if L-BFGS stopped short.
-The previous E-step's g (`init_g`) warm-starts both.
+gradient is the column-marginal error, then certifies g on the exact plan and, where L-BFGS
+stopped short, finishes with ott's Sinkhorn from (f(g), g) in kernel mode (two
+matrix-vector products per iteration over the plan at the start, no exp: see
+`_kernel_mode_sinkhorn`). The previous E-step's g (`init_g`) warm-starts both.
 """
 
 from __future__ import annotations
