@@ -119,12 +119,11 @@ def sinkhorn_pseudo_labels(
   if semi_dual_steps:
     g, steps = _semi_dual_lbfgs(problem, g, threshold, semi_dual_steps)
   options = dict(threshold=threshold, max_iterations=max_iterations)
-  momentum = acceleration.Momentum(start=50)
   if init_g is None and not semi_dual_steps:
     # Cold: ott's own initialiser (zero potentials) in the log domain, as the reference.
     solve = lambda **extra: _solve(sinkhorn.Sinkhorn(**options, **extra), problem, None, threshold)
     g, iterations, converged, marginal_error = (
-        solve(momentum=momentum) if adaptive_momentum else solve()
+        solve(momentum=acceleration.Momentum(start=50)) if adaptive_momentum else solve()
     )
     if adaptive_momentum:
       # The momentum estimate can overshoot on peaked problems with many classes and diverge,
