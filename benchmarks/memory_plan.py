@@ -150,9 +150,10 @@ def tables(
   )
   table.notes += [
       f"temp / ln P = {one['temp'] / ln_p_bytes:.2f}: the negated cost matrix -ln P (kept "
-      "for the whole loop) and one N x C scratch (f + g - C) / eps that ott materialises for "
-      "its marginal-error check; the kernel exp(-C/eps) is never stored (lse mode) and the "
-      "labels are argmax(ln P + g), so the N x C plan is never formed. The compiled solve is "
+      "for the whole loop) and one N x C scratch: in the log domain (L-BFGS, each segment's "
+      "error check) the (f + g - C) / eps that ott materialises, in kernel mode the kernel K "
+      "(the plan at the segment's start), never both at once (K is built inside its branch); "
+      "the labels are argmax(ln P + g). The compiled solve is "
       "the warm-started one with its L-BFGS pre-solve: the semi-dual's gradient is written "
       "by hand (a custom VJP), so L-BFGS keeps C-vectors only (20 pairs of history, 160 KB) "
       "and no N x C residual; f (N floats) is recomputed from g, never carried between "

@@ -4,15 +4,16 @@
 
 is Sinkhorn with cost -ln P and epsilon = 1/lambda (set explicitly: ott's default epsilon
 is relative to the cost). The pseudo-label of sample i is argmax_l Q[i, l]; with the dual
-potential g this is argmax_l (ln P[i, l] + g_l), so the N x C plan is never materialised.
+potential g this is argmax_l (ln P[i, l] + g_l), so the labels need no N x C plan.
 
 Late in EM with many classes the problem is peaked (lambda ln P spans hundreds between
 classes) and Sinkhorn's coordinate ascent crawls: 30,000 plain iterations reach only 2e-4
 on the benchmark's N = 5,000, C = 1,000 problem. The converged solver therefore first runs
 L-BFGS (optax) on the semi-dual, a smooth concave function of the C numbers g whose
-gradient is the column-marginal error, then hands (f(g), g) to ott's Sinkhorn through its
-`init` argument, which certifies the error and finishes the solve if L-BFGS stopped short.
-The previous E-step's g (`init_g`) warm-starts both.
+gradient is the column-marginal error, then certifies g on the exact plan and, where L-BFGS
+stopped short, finishes with ott's Sinkhorn from (f(g), g) in kernel mode (two
+matrix-vector products per iteration over the plan at the start, no exp: see
+`_kernel_mode_sinkhorn`). The previous E-step's g (`init_g`) warm-starts both.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class SinkhornResult(NamedTuple):
   # with, and the next E-step starts from it (`init_g`).
   g: jax.Array
   semi_dual_steps: jax.Array  # L-BFGS steps on g before Sinkhorn
+  # Of `iterations`, those run in kernel mode (two matrix-vector products each, no exp; see
+  # _kernel_mode_sinkhorn); the others ran in ott's log domain.
+  kernel_iterations: jax.Array
 
 
 @functools.partial(
@@ -99,9 +103,8 @@ def sinkhorn_pseudo_labels(
         max_iterations=REFERENCE_FIXED_ITERATIONS,
     )
     g, iterations, converged, marginal_error = _solve(solver, problem, None, threshold)
-    return _labels(ln_p, g), SinkhornResult(
-        iterations, converged, marginal_error, g, jnp.zeros((), jnp.int32)
-    )
+    zero = jnp.zeros((), jnp.int32)
+    return _labels(ln_p, g), SinkhornResult(iterations, converged, marginal_error, g, zero, zero)
   if init_g is None:
     g = jnp.zeros((num_classes,), jnp.float32)
   else:
@@ -115,24 +118,154 @@ def sinkhorn_pseudo_labels(
   steps = jnp.zeros((), jnp.int32)
   if semi_dual_steps:
     g, steps = _semi_dual_lbfgs(problem, g, threshold, semi_dual_steps)
-  # Cold (no init_g, no L-BFGS): ott's own initialiser, zero potentials, as before.
-  init = None if init_g is None and not semi_dual_steps else (_row_potential(problem, g), g)
-  plain = sinkhorn.Sinkhorn(threshold=threshold, max_iterations=max_iterations)
-  if not adaptive_momentum:
-    g, iterations, converged, marginal_error = _solve(plain, problem, init, threshold)
-    return _labels(ln_p, g), SinkhornResult(iterations, converged, marginal_error, g, steps)
-  accelerated = sinkhorn.Sinkhorn(
-      threshold=threshold, max_iterations=max_iterations, momentum=acceleration.Momentum(start=50)
+  options = dict(threshold=threshold, max_iterations=max_iterations)
+  if init_g is None and not semi_dual_steps:
+    # Cold: ott's own initialiser (zero potentials) in the log domain, as the reference.
+    solve = lambda **extra: _solve(sinkhorn.Sinkhorn(**options, **extra), problem, None, threshold)
+    g, iterations, converged, marginal_error = (
+        solve(momentum=acceleration.Momentum(start=50)) if adaptive_momentum else solve()
+    )
+    if adaptive_momentum:
+      # The momentum estimate can overshoot on peaked problems with many classes and diverge,
+      # which ott still reports as converged: then plain Sinkhorn from the same start.
+      g, extra, converged, marginal_error = jax.lax.cond(
+          converged, lambda: (g, jnp.zeros_like(iterations), converged, marginal_error), solve
+      )
+      iterations = iterations + extra
+    zero = jnp.zeros((), jnp.int32)
+    return _labels(ln_p, g), SinkhornResult(iterations, converged, marginal_error, g, steps, zero)
+  g, iterations, in_kernel, converged, marginal_error = _kernel_mode_sinkhorn(
+      problem, g, adaptive_momentum=adaptive_momentum, **options
   )
-  g_fast, iterations, converged, marginal_error = _solve(accelerated, problem, init, threshold)
-  # The momentum estimate can overshoot on peaked problems with many classes and diverge, which
-  # ott still reports as converged; then restart without it from the same starting point.
-  g, extra, converged, marginal_error = jax.lax.cond(
-      converged,
-      lambda: (g_fast, jnp.zeros_like(iterations), converged, marginal_error),
-      lambda: _solve(plain, problem, init, threshold),
+  return _labels(ln_p, g), SinkhornResult(
+      iterations, converged, marginal_error, g, steps, in_kernel
   )
-  return _labels(ln_p, g), SinkhornResult(iterations + extra, converged, marginal_error, g, steps)
+
+
+@jax.tree_util.register_pytree_node_class
+class _AbsorbedKernel(geometry.Geometry):
+  """A Gibbs kernel given as a matrix, applied as it is. ott's `apply_kernel` raises the
+  kernel to epsilon / eps on every call, an N x C power per product even for a constant
+  epsilon (the only kind used here)."""
+
+  def apply_kernel(self, vec: jax.Array, eps=None, axis: int = 0) -> jax.Array:
+    del eps  # the kernel already holds this problem's epsilon
+    return self._kernel_matrix @ vec if axis == 1 else vec @ self._kernel_matrix
+
+
+# Kernel-mode Sinkhorn iterations between two absorptions of the potentials into the kernel.
+KERNEL_SEGMENT = 100
+# Kernel mode only where every column of the plan holds at least this fraction of its target.
+KERNEL_MIN_MASS_RATIO = 1e-15
+
+
+def _kernel_mode_sinkhorn(
+    problem: linear_problem.LinearProblem,
+    g: jax.Array,
+    *,
+    threshold: float,
+    max_iterations: int,
+    adaptive_momentum: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]:
+  """(g, iterations, of which in kernel mode, converged, error): ott Sinkhorn from g, in
+  kernel mode with the potentials absorbed into the kernel every `KERNEL_SEGMENT`
+  iterations (up to `max_iterations` in whole segments).
+
+  A log-domain iteration evaluates exp on all N C entries twice, which on a CPU costs
+  several times the two reads of ln P it needs (benchmarks/streaming.py measures both). Here
+  one exp pass builds K = the plan at (f(g), g) (Schmitzer's absorption) and each iteration
+  is two matrix-vector products over K, the scalings starting at 1. The scalings,
+  exp((g - g_start) / eps), and K's entries stay in float32's range only while g moves less
+  than ~87 eps from where K was built, hence the segments. Each segment starts by measuring
+  the column-marginal error of (f(g), g) in the log domain, so the error returned and the
+  stop are exact, whatever the kernel saw. With momentum, a kernel-mode segment is redone
+  without it where it ends non-finite or above its starting error; where the plain one does
+  too, or a column has no mass in float32, the next segment runs in the log domain.
+  """
+  segment = min(KERNEL_SEGMENT, max_iterations)
+  kernel_solver = lambda **extra: sinkhorn.Sinkhorn(
+      lse_mode=False, threshold=threshold, max_iterations=segment, **extra
+  )
+  log_solver = lambda **extra: sinkhorn.Sinkhorn(
+      threshold=threshold, max_iterations=segment, **extra
+  )
+  momentum = dict(momentum=acceleration.Momentum(start=50))
+  accelerated = lambda solve: [lambda: solve(**momentum)] if adaptive_momentum else []
+
+  def kernel_segment(f, potential, error):
+    """(step of g, iterations, of which in kernel mode, failed): one segment in kernel mode
+    from (f, potential), whose error is `error`. K is built here, inside the branch, so it
+    never coexists with the log domain's N x C scratch."""
+    kernel = problem.geom.transport_from_potentials(f, potential)
+    geom = _AbsorbedKernel(kernel_matrix=kernel, epsilon=problem.geom.epsilon)
+    absorbed = linear_problem.LinearProblem(geom, a=problem.a, b=problem.b)
+    ones = (jnp.ones_like(f), jnp.ones_like(potential))
+    solve = lambda **extra: _step(_solve(kernel_solver(**extra), absorbed, ones, threshold))
+    step, count, end_error = _first_good(accelerated(solve) + [solve], error)
+    ok = _improved(step, end_error, error)
+    return jnp.where(ok, step, 0.0), count, count, ~ok
+
+  def log_segment(f, potential, error):
+    solve = lambda **extra: _step(
+        _solve(log_solver(**extra), problem, (f, potential), threshold), start=potential
+    )
+    step, count, _ = _first_good(accelerated(solve) + [solve], error)
+    return step, count, jnp.zeros_like(count), jnp.zeros((), bool)
+
+  def body(carry):
+    potential, iterations, in_kernel, _, _, kernel_failed = carry
+    f = _row_potential(problem, potential)
+    columns = problem.geom.marginal_from_potentials(f, potential, axis=0)
+    error = jnp.sum(jnp.abs(columns - problem.b))
+    # Kernel mode needs every column's mass within float32's range (a column whose entries
+    # of K all underflowed would get the scaling b_j instead of b_j / 0), and runs again
+    # after a log-domain segment only.
+    use_kernel = (jnp.min(columns / problem.b) > KERNEL_MIN_MASS_RATIO) & ~kernel_failed
+    stop = (error < threshold) | (iterations + segment > max_iterations)
+    zero = jnp.zeros_like(iterations)
+    step, count, count_in_kernel, failed = jax.lax.cond(
+        stop,
+        lambda: (jnp.zeros_like(potential), zero, zero, jnp.zeros((), bool)),
+        lambda: jax.lax.cond(
+            use_kernel,
+            lambda: kernel_segment(f, potential, error),
+            lambda: log_segment(f, potential, error),
+        ),
+    )
+    stop = stop | ~jnp.all(jnp.isfinite(step))  # the log domain failed too: keep the last g
+    potential = jnp.where(stop, potential, potential + step)
+    return potential, iterations + count, in_kernel + count_in_kernel, error, stop, failed
+
+  zero = jnp.zeros((), jnp.int32)
+  no = jnp.zeros((), bool)
+  start = (g, zero, zero, jnp.array(jnp.inf, g.dtype), no, no)
+  g, iterations, in_kernel, error, _, _ = jax.lax.while_loop(lambda carry: ~carry[4], body, start)
+  return g, iterations, in_kernel, jnp.isfinite(error) & (error < threshold), error
+
+
+def _improved(step, end_error, error):
+  return jnp.all(jnp.isfinite(step)) & jnp.isfinite(end_error) & (end_error < error)
+
+
+def _first_good(attempts, error):
+  """(step, iterations, end error) of the first attempt that ends finite and below `error`
+  (the last one's otherwise), running each only where the ones before it failed;
+  iterations add up."""
+  step, count, end_error = attempts[0]()
+  for attempt in attempts[1:]:
+    step, more, end_error = jax.lax.cond(
+        _improved(step, end_error, error),
+        lambda: (step, jnp.zeros_like(count), end_error),
+        attempt,
+    )
+    count = count + more
+  return step, count, end_error
+
+
+def _step(result, start=0.0):
+  """(step of g from `start`, iterations, error) of a `_solve` result."""
+  g, iterations, _, error = result
+  return g - start, iterations, error
 
 
 def _row_potential(problem: linear_problem.LinearProblem, g: jax.Array) -> jax.Array:
