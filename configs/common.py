@@ -375,7 +375,7 @@ def paper_config(
   return config
 
 
-VICTIM_EPOCHS = 10  # of the Fashion-MNIST victim (docs/fashion_mnist.md)
+VICTIM_EPOCHS = 20  # of the Fashion-MNIST victim: 90.6 % clean ACC (10 epochs: 88.5 %; docs/fashion_mnist.md)
 SSL_STEPS = 2000  # of Fashion-MNIST pretraining: about 8.5 epochs of the 60,000 images
 
 
