@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vibe_jax.data.attacks import surrogate as surrogate_lib
 from vibe_jax.data.attacks.base import ATTACKS, Attack, PoisonedTrainSet, check_images
 from vibe_jax.models.resnet import check_args as check_resnet_args
 
@@ -229,8 +230,8 @@ class LabelConsistent(Attack):
   def _resnet_pgd(self, images, labels, train_images, train_labels) -> np.ndarray:
     """Rounded PGD images (0..255) against the ResNet surrogate; prints its accuracy on
     the training images and on `images` before and after PGD."""
-    from vibe_jax.data.attacks import surrogate as surrogate_lib  # flax, only when asked
-
+    if len(images) == 0:
+      return images.astype(float)
     model = surrogate_lib.train_resnet_surrogate(
         train_images,
         train_labels,
@@ -244,8 +245,6 @@ class LabelConsistent(Attack):
         augment=self.surrogate_augment,
         seed=self.seed,
     )
-    if len(images) == 0:
-      return images.astype(float)
     adversarial = surrogate_lib.pgd_untargeted(
         model,
         images,
@@ -256,7 +255,8 @@ class LabelConsistent(Attack):
         batch_size=self.batch_size,
     )
     adversarial = np.round(adversarial)
-    accuracy = lambda x, y: float(np.mean(surrogate_lib.predict(model, x, self.batch_size) == y))
+    predict = lambda x: surrogate_lib.logits(model, x, self.batch_size).argmax(-1)
+    accuracy = lambda x, y: float(np.mean(predict(x) == y))
     print(
         f"label_consistent resnet surrogate: training-set accuracy "
         f"{accuracy(train_images, train_labels):.4f}; on the {len(images)} images to poison "

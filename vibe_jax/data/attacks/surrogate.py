@@ -61,12 +61,18 @@ def channel_statistics(images: np.ndarray) -> tuple[tuple[float, ...], tuple[flo
 
 @dataclasses.dataclass(frozen=True)
 class _TrainStep:
-  """One cross-entropy step of the surrogate (an engine step function)."""
+  """One cross-entropy step of the surrogate (an engine step function; hashed by these
+  values, so a second surrogate of the same shapes and schedule reuses the compilation)."""
 
   graphdef: nnx.GraphDef
-  optimizer: optax.GradientTransformation
   batch_size: int
   augment: bool
+  learning_rate: float
+  steps: int
+
+  @property
+  def optimizer(self) -> optax.GradientTransformation:
+    return optax.adam(optax.cosine_decay_schedule(self.learning_rate, self.steps))
 
   def __call__(self, inputs, step, state):
     images, labels, key = inputs
@@ -111,13 +117,12 @@ def train_resnet_surrogate(
   model = SurrogateClassifier(arch, stem, width, num_classes, mean, std, seed=seed)
   model.train()
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
-  step_fn = _TrainStep(graphdef, optimizer, min(batch_size, len(images)), augment)
+  step_fn = _TrainStep(graphdef, min(batch_size, len(images)), augment, learning_rate, steps)
   inputs = (jnp.asarray(images), jnp.asarray(labels, jnp.int32), jax.random.key(seed))
   with engine.progress_bar(steps, 0, "label_consistent surrogate") as progress:
     (params, rest, _), metrics = engine.run_steps(
         step_fn,
-        (params, rest, optimizer.init(params)),
+        (params, rest, step_fn.optimizer.init(params)),
         inputs,
         0,
         steps,
@@ -171,8 +176,12 @@ def pgd_untargeted(
   return batched_apply(attack, batch_size, images, np.asarray(labels, np.int32))
 
 
-def predict(model: SurrogateClassifier, images: np.ndarray, batch_size: int) -> np.ndarray:
-  """The eval-mode surrogate's predicted classes of (0..255) images."""
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _logits(graphdef, state, images):
+  return nnx.merge(graphdef, state)(jnp.asarray(images, jnp.float32))
+
+
+def logits(model: SurrogateClassifier, images: np.ndarray, batch_size: int) -> np.ndarray:
+  """The eval-mode surrogate's logits of (0..255) images, in batches."""
   graphdef, state = nnx.split(model)
-  classes = jax.jit(lambda x: jnp.argmax(nnx.merge(graphdef, state)(x), axis=-1))
-  return batched_apply(lambda batch: classes(jnp.asarray(batch, jnp.float32)), batch_size, images)
+  return batched_apply(lambda batch: _logits(graphdef, state, batch), batch_size, images)
