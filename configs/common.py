@@ -378,7 +378,7 @@ def paper_config(
 
 
 VICTIM_EPOCHS = 10  # of the Fashion-MNIST victim (docs/fashion_mnist.md)
-LC_SURROGATE_EPOCHS = 1  # of label_consistent's ResNet surrogate on Fashion-MNIST
+LC_SURROGATE_EPOCHS = 3  # of label_consistent's ResNet surrogate on Fashion-MNIST
 SSL_STEPS = 2000  # of Fashion-MNIST pretraining: about 8.5 epochs of the 60,000 images
 
 
@@ -439,9 +439,9 @@ def fashion_mnist_config(attack: str, arg: str | None, **params) -> ml_collectio
       }
   )
   if config.attack.params.get("surrogate") == "resnet":
-    # label_consistent's PGD against the victim's architecture, trained like it (batch 128)
-    # for LC_SURROGATE_EPOCHS with Adam (lr 1e-3, cosine): a short schedule, not the
-    # victim's 10 epochs, since it only has to point PGD the way the victim will look.
+    # label_consistent's PGD against the victim's architecture, trained at its batch size
+    # for LC_SURROGATE_EPOCHS with Adam (lr 1e-3, cosine). Measured (docs/fashion_mnist.md):
+    # 3 epochs instead of 1 raised the victim's ASR from 21 % to 51 % for 5 more minutes.
     config.attack.params.update(
         {
             "surrogate_arch": config.victim.arch,

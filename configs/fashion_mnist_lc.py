@@ -1,6 +1,6 @@
 """Fashion-MNIST, label-consistent (clean-label; Turner et al.), 25 % of the target class 0
 (the reference's rate): PGD (eps 16/255, 30 steps of 1.5/255) against a ResNet surrogate of
-the deep victim's architecture (ResNet-18 width 16, ImageNet stem, 1 epoch), then a 3x3
+the deep victim's architecture (ResNet-18 width 16, ImageNet stem, 3 epochs), then a 3x3
 checkerboard in all four corners; the undefended deep victim, the baseline head and VIBE on
 frozen pixel features (common.fashion_mnist_config; docs/fashion_mnist.md).
 
