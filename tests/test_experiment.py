@@ -1,6 +1,7 @@
 """Experiment assembly (vibe_jax/experiment.py): bad input fails early, with a message that
 names the config field."""
 
+import numpy as np
 import pytest
 
 from helpers.configs import tiny_config
@@ -50,3 +51,30 @@ def test_attack_that_cannot_load_per_host_is_a_clear_error():
     experiment.validate_config(config)
   config.parallel.per_host_loading = False
   experiment.validate_config(config)
+
+
+def test_costly_poison_is_cached_in_the_workdir(tmp_path, monkeypatch):
+  """label_consistent's surrogate and PGD run once per workdir: a rerun reads the perturbed
+  images back (the same set as computing it), another attack setting recomputes them."""
+  from helpers.attacks import FAST_LC
+  from vibe_jax.data.attacks.label_consistent import LabelConsistent
+
+  config = tiny_config("digits_label_consistent")
+  config.attack.params.update(FAST_LC)
+  original, calls = LabelConsistent.adversarial_images, []
+
+  def counted(self, *args):
+    calls.append(self.eps)
+    return original(self, *args)
+
+  monkeypatch.setattr(LabelConsistent, "adversarial_images", counted)
+  computed = experiment.build_experiment(config).poisoned_train  # no workdir: no cache
+  first = experiment.build_experiment(config, workdir=str(tmp_path)).poisoned_train
+  again = experiment.build_experiment(config, workdir=str(tmp_path)).poisoned_train
+  assert len(calls) == 2 and (tmp_path / experiment.POISON_CACHE).exists()
+  for train in (first, again):
+    for field in ("images", "labels", "true_labels", "poison_mask"):
+      np.testing.assert_array_equal(getattr(train, field), getattr(computed, field))
+  config.attack.params.eps = 8.0
+  experiment.build_experiment(config, workdir=str(tmp_path))
+  assert calls == [16.0, 16.0, 8.0]

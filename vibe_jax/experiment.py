@@ -243,9 +243,13 @@ def loads_per_host(config: ml_collections.ConfigDict) -> bool:
   return bool(config.parallel.per_host_loading) and jax.process_count() > 1
 
 
-def build_experiment(config: ml_collections.ConfigDict, lazy_train: bool = False) -> Experiment:
+def build_experiment(
+    config: ml_collections.ConfigDict, lazy_train: bool = False, workdir: str | None = None
+) -> Experiment:
   """Loads the data set and poisons it as configured; with `lazy_train` the poisoned
-  training images are Rows, read and poisoned only when asked for."""
+  training images are Rows, read and poisoned only when asked for. With a `workdir`, the
+  poisoned training set of an attack that is costly to compute (`caches_poison`, e.g.
+  label_consistent's surrogate and PGD) is cached there (cached_poisoned_train)."""
   options = config.dataset.get("options")
   dataset = datasets.load_dataset(
       config.dataset.name,
@@ -265,11 +269,16 @@ def build_experiment(config: ml_collections.ConfigDict, lazy_train: bool = False
       params=config.attack.params.to_dict(),
   )
   _check_dataset_labels(dataset, test_required=attack.plants_backdoor)
-  poison_train = attack.poison_train_rows if lazy_train else attack.poison_train
+  if lazy_train:
+    poisoned_train = attack.poison_train_rows(dataset.train_images, dataset.train_labels)
+  elif workdir and attack.caches_poison and jax.process_count() == 1:
+    poisoned_train = cached_poisoned_train(config, attack, dataset, workdir)
+  else:
+    poisoned_train = attack.poison_train(dataset.train_images, dataset.train_labels)
   experiment = Experiment(
       dataset=dataset,
       attack=attack,
-      poisoned_train=poison_train(dataset.train_images, dataset.train_labels),
+      poisoned_train=poisoned_train,
       poisoned_test=attack.poison_test(dataset.test_images, dataset.test_labels),
   )
   _check_poisoned_labels(experiment, config.attack.name)
@@ -283,6 +292,49 @@ def build_experiment(config: ml_collections.ConfigDict, lazy_train: bool = False
         len(experiment.poisoned_train.poison_mask),
     )
   return experiment
+
+
+POISON_CACHE = "poisoned_train.npz"
+
+
+def cached_poisoned_train(
+    config: ml_collections.ConfigDict,
+    attack: attacks.Attack,
+    dataset: datasets.Dataset,
+    workdir: str,
+) -> attacks.PoisonedTrainSet:
+  """attack.poison_train of the data set's training set, cached in workdir/POISON_CACHE
+  under the data set and attack sections (features.cached_arrays, the features cache's
+  fingerprint rule): only the rows the attack changed are stored, the rest are the clean
+  images."""
+  clean = dataset.train_images
+
+  def compute() -> dict[str, np.ndarray]:
+    train = attack.poison_train(clean, dataset.train_labels)
+    changed = np.flatnonzero(np.any(train.images != clean, axis=(1, 2, 3)))
+    cover = {} if train.cover_mask is None else {"cover_mask": train.cover_mask}
+    return {
+        "changed_rows": changed,
+        "changed_images": train.images[changed],
+        "labels": train.labels,
+        "true_labels": train.true_labels,
+        "poison_mask": train.poison_mask,
+        **cover,
+    }
+
+  key = {name: config[name].to_dict() for name in ("dataset", "attack")}
+  key["layout"] = "changed rows v1"
+  os.makedirs(workdir, exist_ok=True)
+  arrays = features_lib.cached_arrays(os.path.join(workdir, POISON_CACHE), key, compute)
+  images = clean.copy()
+  images[arrays["changed_rows"]] = arrays["changed_images"]
+  return attacks.PoisonedTrainSet(
+      images,
+      arrays["labels"],
+      arrays["true_labels"],
+      arrays["poison_mask"],
+      arrays.get("cover_mask"),
+  )
 
 
 def _check_dataset_labels(dataset: datasets.Dataset, test_required: bool = True) -> None:

@@ -158,7 +158,7 @@ def load_sets(
   variant = get_variant(config.variant)
   per_host = experiment_lib.loads_per_host(config)
   if variant.finetune_backbone:
-    experiment = experiment_lib.build_experiment(config, lazy_train=per_host)
+    experiment = experiment_lib.build_experiment(config, lazy_train=per_host, workdir=workdir)
     train = experiment.poisoned_train
     experiment_lib.check_batch_sizes(config, mesh, len(train.labels))
     _save_trigger_examples(config, workdir, experiment)
@@ -185,7 +185,7 @@ def load_sets(
     arrays = features_lib.read_feature_file(config.features.file)
     experiment_lib.check_batch_sizes(config, mesh, len(arrays["train_labels"]))
   else:
-    experiment = experiment_lib.build_experiment(config, lazy_train=per_host)
+    experiment = experiment_lib.build_experiment(config, lazy_train=per_host, workdir=workdir)
     experiment_lib.check_batch_sizes(config, mesh, len(experiment.poisoned_train.labels))
     _save_trigger_examples(config, workdir, experiment)
     arrays = features_lib.experiment_feature_arrays(config, experiment, workdir, mesh)
@@ -318,13 +318,13 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prep
   )
 
 
-def prepare_victim(config: ml_collections.ConfigDict, mesh: Mesh) -> Prepared:
+def prepare_victim(config: ml_collections.ConfigDict, workdir: str, mesh: Mesh) -> Prepared:
   """What the undefended deep victim (config section victim) trains on: the whole poisoned
   training set as augmented images, no filter, and fresh networks (a new backbone of
   victim.arch / stem / width, or backbone.checkpoint's, under a head at random unit
   prototypes) scored on the test images."""
   experiment = experiment_lib.build_experiment(
-      config, lazy_train=experiment_lib.loads_per_host(config)
+      config, lazy_train=experiment_lib.loads_per_host(config), workdir=workdir
   )
   train = experiment.poisoned_train
   pipeline = transforms.get_pipeline(config.dataset.name)

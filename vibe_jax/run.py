@@ -137,7 +137,7 @@ def _train(
   timing = {"prepare": round(time.time() - started, 1)}
   for phase in loop.phases(config, prepared.variant.train_mu_y):
     phase_started, estep_seconds = time.time(), []
-    trains_on = prepare_victim(config, mesh) if phase.name == "victim" else prepared
+    trains_on = prepare_victim(config, workdir, mesh) if phase.name == "victim" else prepared
     model = loop.fit(
         trains_on.new_model(phase.kappa),
         trains_on.data,
@@ -227,7 +227,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   prepared = prepare(config, workdir, mesh)
   results = _results_header(config)
   for phase in phases:
-    trains_on = prepare_victim(config, mesh) if phase.name == "victim" else prepared
+    trains_on = prepare_victim(config, workdir, mesh) if phase.name == "victim" else prepared
     model, step = loop.restore_model(
         trains_on.new_model(phase.kappa),
         trains_on.data,
@@ -248,7 +248,7 @@ def extract_features(config: ml_collections.ConfigDict, workdir: str) -> str:
   experiment_lib.validate_config(config)
   os.makedirs(workdir, exist_ok=True)
   mesh = experiment_lib.setup_devices(config)
-  experiment = experiment_lib.build_experiment(config)
+  experiment = experiment_lib.build_experiment(config, workdir=workdir)
   arrays = features_lib.experiment_feature_arrays(config, experiment, workdir, mesh)
   path = os.path.join(workdir, "features_file.npz")
   if jax.process_index() == 0:

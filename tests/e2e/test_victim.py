@@ -42,7 +42,7 @@ def test_victim_phase_trains_the_network_and_is_reported(tmp_path):
     assert evaluated["victim"][metric] == victim[metric]
   # The whole network trained: the saved backbone moved away from its initialisation.
   phase = loop.phases(config, train_mu_y=True)[0]
-  victim_inputs = prepare_victim(config, parallel.make_mesh(1))
+  victim_inputs = prepare_victim(config, str(tmp_path), parallel.make_mesh(1))
   trained, step = loop.restore_model(
       victim_inputs.new_model(phase.kappa),
       victim_inputs.data,

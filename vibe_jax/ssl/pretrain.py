@@ -124,7 +124,7 @@ def pretrain(config: ml_collections.ConfigDict, workdir: str) -> pathlib.Path:
         os.path.join(workdir, "pretrain_config.json"), config.to_json_best_effort(indent=2)
     )
   started = time.time()
-  experiment = experiment_lib.build_experiment(config)
+  experiment = experiment_lib.build_experiment(config, workdir=workdir)
   train_images = experiment.poisoned_train.images  # labels deliberately unused
   # The data set's own statistics, the ones VIBE normalises with when it fine-tunes this
   # backbone or extracts features with it: one input distribution before and after.

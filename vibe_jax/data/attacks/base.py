@@ -57,10 +57,13 @@ class Attack:
   `poison_train` / `poison_test`. Keyword parameters are the attack's own knobs
   (config field attack.params): keyword-only arguments of the subclass constructor.
   `plants_backdoor` is False only for attack 'none' (a data owner's own data): its
-  poisoned test set is empty and ASR / RA are not scored.
+  poisoned test set is empty and ASR / RA are not scored. `caches_poison`: see below.
   """
 
   plants_backdoor = True
+  # Whether the poisoned training set is worth caching in the workdir (a surrogate
+  # trained inside the attack): experiment.build_experiment.
+  caches_poison = False
 
   def __init__(
       self,

@@ -7,10 +7,13 @@ checkerboard is stamped into all four corners. At test time the corner trigger a
 stamped on non-target images.
 
 `attack.rate` here is the fraction of the *target class* that is poisoned (reference:
-0.25), not a fraction of all samples. The surrogate (a one-hidden-layer MLP, trained
-here with optax on the clean training images passed to poison_train, fixed seed) stands
-in for the reference's separately trained ResNet-18; PGD: L_inf eps 16/255, 30 steps of
-1.5/255, no random start, untargeted on the true label.
+0.25), not a fraction of all samples. The surrogate, trained here on the clean training
+images passed to poison_train (seed attack.seed), is `surrogate`: 'mlp' (default), a
+one-hidden-layer MLP (enough for digits), or 'resnet', the reference's choice: the project's
+ResNet of surrogate_arch / stem / width (surrogate.py), attacked in eval mode. PGD: L_inf
+eps 16/255, 30 steps of 1.5/255, no random start, untargeted on the true label. The
+perturbed images are cached in the workdir (experiment.build_experiment), so a rerun does
+not retrain the surrogate.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vibe_jax.data.attacks import surrogate as surrogate_lib
 from vibe_jax.data.attacks.base import ATTACKS, Attack, PoisonedTrainSet, check_images
+from vibe_jax.models.resnet import check_args as check_resnet_args
 
 CHECKERBOARD = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], np.uint8)
+SURROGATES = ("mlp", "resnet")
 
 
 def _mlp_logits(params: dict, images: jax.Array) -> jax.Array:
@@ -96,7 +102,11 @@ class LabelConsistent(Attack):
   """Clean-label: PGD-perturbed target-class images with a four-corner checkerboard.
 
   `eps` and `step_size` are in pixel units (of 255), as in the reference config.
+  surrogate_hidden applies to the 'mlp' surrogate, surrogate_arch / stem / width /
+  augment to 'resnet'; steps, lr and batch_size to both.
   """
+
+  caches_poison = True  # the surrogate's training is worth keeping (build_experiment)
 
   def __init__(
       self,
@@ -105,7 +115,12 @@ class LabelConsistent(Attack):
       step_size: float = 1.5,
       pgd_steps: int = 30,
       amplitude: int = 255,
+      surrogate: str = "mlp",
       surrogate_hidden: int = 256,
+      surrogate_arch: str = "resnet18",
+      surrogate_stem: str = "cifar",
+      surrogate_width: int = 64,
+      surrogate_augment: bool = True,
       surrogate_steps: int = 500,
       surrogate_lr: float = 1e-3,
       batch_size: int = 256,
@@ -135,6 +150,26 @@ class LabelConsistent(Attack):
           "attack.params surrogate_steps, batch_size and surrogate_lr must be "
           "positive and surrogate_hidden >= 0 (0: a linear softmax surrogate)."
       )
+    if surrogate not in SURROGATES:
+      raise ValueError(
+          f"attack.params.surrogate={surrogate!r}; use one of {SURROGATES} (mlp: a "
+          "one-hidden-layer MLP, resnet: the victim's architecture, as the reference)."
+      )
+    try:
+      check_resnet_args(surrogate_arch, surrogate_stem, surrogate_width)
+    except ValueError as error:
+      raise ValueError(
+          f"attack.params surrogate_arch={surrogate_arch!r}, surrogate_stem="
+          f"{surrogate_stem!r}, surrogate_width={surrogate_width!r}: {error}"
+      ) from None
+    if surrogate == "resnet" and surrogate_augment and height != width:
+      raise ValueError(
+          f"attack.params.surrogate_augment crops squares; the images are {height}x{width}: "
+          "set attack.params.surrogate_augment=False."
+      )
+    self.surrogate = surrogate
+    self.surrogate_arch, self.surrogate_stem = surrogate_arch, surrogate_stem
+    self.surrogate_width, self.surrogate_augment = surrogate_width, surrogate_augment
     self.eps, self.step_size, self.pgd_steps = eps, step_size, pgd_steps
     self.amplitude = amplitude
     self.surrogate_hidden, self.surrogate_steps = surrogate_hidden, surrogate_steps
@@ -182,6 +217,55 @@ class LabelConsistent(Attack):
       train_labels: np.ndarray,
   ) -> np.ndarray:
     """PGD images (uint8) within eps of `images` against a surrogate fit to the train set."""
+    if self.surrogate == "resnet":
+      adversarial = self._resnet_pgd(images, labels, train_images, train_labels)
+    else:
+      adversarial = self._mlp_pgd(images, labels, train_images, train_labels)
+    # Rounding must not leave the eps ball: clip again on the integer grid.
+    bound = int(np.floor(self.eps))
+    clean = images.astype(np.int32)
+    adversarial = np.clip(adversarial.astype(np.int32), clean - bound, clean + bound)
+    return np.clip(adversarial, 0, 255).astype(np.uint8)
+
+  def _resnet_pgd(self, images, labels, train_images, train_labels) -> np.ndarray:
+    """Rounded PGD images (0..255) against the ResNet surrogate; prints its accuracy on
+    the training images and on `images` before and after PGD."""
+    if len(images) == 0:
+      return images.astype(float)
+    model = surrogate_lib.train_resnet_surrogate(
+        train_images,
+        train_labels,
+        num_classes=self.num_classes,
+        arch=self.surrogate_arch,
+        stem=self.surrogate_stem,
+        width=self.surrogate_width,
+        steps=self.surrogate_steps,
+        batch_size=self.batch_size,
+        learning_rate=self.surrogate_lr,
+        augment=self.surrogate_augment,
+        seed=self.seed,
+    )
+    adversarial = surrogate_lib.pgd_untargeted(
+        model,
+        images,
+        labels,
+        eps=float(self.eps),
+        step_size=float(self.step_size),
+        steps=self.pgd_steps,
+        batch_size=self.batch_size,
+    )
+    adversarial = np.round(adversarial)
+    predict = lambda x: surrogate_lib.logits(model, x, self.batch_size).argmax(-1)
+    accuracy = lambda x, y: float(np.mean(predict(x) == y))
+    print(
+        f"label_consistent resnet surrogate: training-set accuracy "
+        f"{accuracy(train_images, train_labels):.4f}; on the {len(images)} images to poison "
+        f"{accuracy(images, labels):.4f} before PGD, {accuracy(adversarial, labels):.4f} after"
+    )
+    return adversarial
+
+  def _mlp_pgd(self, images, labels, train_images, train_labels) -> np.ndarray:
+    """Rounded PGD images (0..255) against the MLP surrogate."""
     to_unit = lambda x: jnp.asarray(x, jnp.float32) / 255.0
     params = train_surrogate(
         to_unit(train_images),
@@ -208,12 +292,7 @@ class LabelConsistent(Attack):
               )
           )
       )
-    adversarial = np.round(np.concatenate(chunks) * 255.0) if chunks else images.astype(float)
-    # Rounding must not leave the eps ball: clip again on the integer grid.
-    bound = int(np.floor(self.eps))
-    clean = images.astype(np.int32)
-    adversarial = np.clip(adversarial.astype(np.int32), clean - bound, clean + bound)
-    return np.clip(adversarial, 0, 255).astype(np.uint8)
+    return np.round(np.concatenate(chunks) * 255.0) if chunks else images.astype(float)
 
   def poison_train(self, images: np.ndarray, labels: np.ndarray) -> PoisonedTrainSet:
     check_images(images)
