@@ -24,16 +24,24 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
   atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
-# The tests' programs are small, so compiling them is much of the suite's CPU time. XLA:CPU
-# at LLVM optimisation level 1 without LLVM's expensive passes compiles in less time than the
-# default (level 3) and, unlike level 0, still vectorises the loops the end-to-end runs spend
-# thousands of steps in. Measured (CPU seconds, e2e/test_digits badnets a+f / ssl_/test_all4one):
-# level 3: 34.6 / -, level 0 without expensive passes: 48.7 / 44.6, level 1 without: 30.8 /
-# 50.8. The tests' results are the same within every tolerance (the demo table to the digit).
-# Subprocesses inherit it.
-_FAST_COMPILE = "--xla_backend_optimization_level=1 --xla_llvm_disable_expensive_passes=true"
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
+# The tests' programs are small, so compiling them is much of the suite's CPU time, and
+# XLA:CPU's LLVM settings trade compile time against run time. Measured (CPU seconds, 2 cores,
+# same load): the quick tier (compiles, runs little) 208 at LLVM level 0 without the expensive
+# passes against 246 at level 1 without them; the slow tier 944 at level 0 against 755 at
+# level 1, whose vectorised loops the end-to-end runs spend thousands of steps in (one digits
+# run 48.7 -> 30.8 CPU-s; the default level 3: 34.6). So the quick tier (-m "not slow") compiles
+# at level 0 and any run with the slow tests at level 1. Results agree within every tolerance
+# (the demo table to the digit). Set before any test module initialises JAX; subprocesses
+# and xdist workers inherit it.
+def _llvm_flags(markexpr: str) -> str:
+  level = 0 if markexpr.replace(" ", "") == "notslow" else 1
+  return f"--xla_backend_optimization_level={level} --xla_llvm_disable_expensive_passes=true"
+
+
+def pytest_configure(config):
+  if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    flags = _llvm_flags(config.getoption("markexpr") or "")
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
 
 
 # The longest tests (minutes, mostly compiling in several processes), started first so that
