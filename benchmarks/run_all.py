@@ -302,7 +302,11 @@ def main(argv: list[str] | None = None) -> None:
       ),
       "streaming": (
           "E-step vs the streaming bound",
-          lambda: streaming.run(((2_000, 200),) if args.quick else streaming.CELLS, log=log),
+          lambda: (
+              streaming.run(((2_000, 200),), repeats=1, log=log)
+              if args.quick
+              else streaming.run(log=log)
+          ),
       ),
       "mstep": ("M-step", lambda: mstep.run(quick=args.quick, log=log)),
       "em": ("EM block", lambda: em.run(quick=args.quick, log=log)),

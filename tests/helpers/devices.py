@@ -3,8 +3,6 @@ what the device tests compare; prints one JSON line.
 
   python tests/helpers/devices.py [METHOD ...]
 
-- em: the digits EM (runlocal, frozen features) on one device and data parallel over eight:
-  both runs' results and log records, and the error a batch that does not divide gives;
 - estep: the share of pseudo-labels on which the E-step of 8-way sharded ln P and the
   unsharded one agree;
 - ssl: SSL pretraining (SimCLR, and any METHOD given) on one device and over four: loss
@@ -17,7 +15,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
@@ -33,33 +30,14 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
-from helpers.configs import tiny_config  # noqa: E402
 from helpers.tiny import TinyBackbone, tiny_ssl  # noqa: E402
-from vibe_jax import engine, parallel, run  # noqa: E402
+from vibe_jax import engine, parallel  # noqa: E402
 from vibe_jax.em.estep import sinkhorn_pseudo_labels  # noqa: E402
 from vibe_jax.ssl import augment, methods, simclr, training  # noqa: E402
 
 # Crops, flips, grey: per-image draws, as sharded as jitter's (left out: its four branches
 # under vmap make up most of a step's compile time).
 AUGMENT = augment.AugmentConfig(crop_scale=(0.5, 1.0), jitter_prob=0.0)
-
-
-def em(workdir: str) -> dict:
-  out = {}
-  for devices in (1, 8):
-    path = os.path.join(workdir, str(devices))
-    config = tiny_config("digits_badnets", "f", {"parallel.num_devices": devices})
-    results = run.train_and_evaluate(config, path)
-    with open(os.path.join(path, "log.jsonl")) as f:
-      out[devices] = {"results": results, "log": [json.loads(line) for line in f]}
-  # The eight-device workdir again (its baseline resumes at its end) with a batch of 60.
-  config = tiny_config("digits_badnets", "f", {"parallel.num_devices": 8, "train.batch_size": 60})
-  try:
-    run.train_and_evaluate(config, os.path.join(workdir, "8"))
-    out["error"] = ""
-  except ValueError as e:
-    out["error"] = str(e)
-  return out
 
 
 def estep() -> float:
@@ -141,9 +119,7 @@ def ssl(method_names: list[str]) -> dict:
 
 
 def main() -> None:
-  with tempfile.TemporaryDirectory() as workdir:
-    out = {"em": em(workdir), "estep": estep(), "ssl": ssl(["simclr", *sys.argv[1:]])}
-  print(json.dumps(out))
+  print(json.dumps({"estep": estep(), "ssl": ssl(["simclr", *sys.argv[1:]])}))
 
 
 if __name__ == "__main__":
