@@ -152,7 +152,8 @@ def test_axis_errors_are_one_line(tmp_path, capsys, args, expected):
 @pytest.mark.slow
 def test_sweep_runs_resumes_and_tabulates(tmp_path, capsys):
   """Two runs (main.py subprocesses, the sweep's design) on the runlocal schedule, then the
-  same sweep again: it skips both and writes the same table."""
+  same sweep again: it skips both and writes the same table; then one pair with another
+  attack rate: it trains again, with that rate."""
   argv = [
       "--configs",
       os.path.join(ROOT, "configs", "digits_badnets.py"),
@@ -182,3 +183,11 @@ def test_sweep_runs_resumes_and_tabulates(tmp_path, capsys):
   assert sweep.main(argv) == 0
   assert capsys.readouterr().out.count("skipped") == 2
   assert (tmp_path / "sweep.md").read_text() == table
+  # Other overrides (a rate of 0.2) for variant a: main.py really runs it again with them.
+  argv[argv.index("a,f")] = "a"
+  argv[-1] += " --config.attack.rate=0.2"
+  assert sweep.main(argv) == 0
+  output = capsys.readouterr().out
+  assert "starting over" in output and "skipped" not in output
+  config = json.loads((tmp_path / "digits_badnets_a" / "config.json").read_text())
+  assert config["attack"]["rate"] == 0.2
