@@ -163,6 +163,11 @@ def test_transformer_dropout_is_keyed(encoder):
   np.testing.assert_array_equal(first, encoder(x, jax.random.key(0)))
   assert not np.allclose(first, encoder(x, jax.random.key(1)))
   assert not np.allclose(first, encoder(x))
+  # The step encodes its 4 sets in one vmapped call: set i with key i, as 4 calls would.
+  sets, keys = jnp.asarray(_random(8, 4, B, K, D)), jax.random.split(jax.random.key(2), 4)
+  together = jax.vmap(encoder)(sets, keys)
+  for i in range(4):
+    np.testing.assert_allclose(together[i], encoder(sets[i], keys[i]), rtol=1e-5, atol=1e-6)
 
 
 def test_loss_terms_and_weights_match_torch(encoder):
@@ -181,7 +186,7 @@ def test_loss_terms_and_weights_match_torch(encoder):
       p2=pair("q1", "q2", jnp.asarray),
       momentum_z=tuple(map(jnp.asarray, mz)),
       neighbours=tuple(map(jnp.asarray, nn)),
-      transformer=lambda x, i: encoder(x),
+      transformer=jax.vmap(encoder),
       temperature=0.2,
   )
   with torch.no_grad():

@@ -238,14 +238,21 @@ class All4OneModel(nnx.Module):
     """The loss terms of one step (loss_terms) from the two views' images, their momentum
     projections (B, D) and their neighbour sets (B, 5, D)."""
     z1, z2 = (self(x) for x in views)
-    keys = [None] * 4 if dropout_key is None else list(jax.random.split(dropout_key, 4))
+
+    def encode(sets: jax.Array) -> jax.Array:
+      # One (vmapped) encoder for the 4 sets instead of 4 inlined copies: the step compiles
+      # in about half the time. Set i keeps its own dropout key, as 4 separate calls would.
+      if dropout_key is None:
+        return jax.vmap(self.transformer)(sets)
+      return jax.vmap(self.transformer)(sets, jax.random.split(dropout_key, len(sets)))
+
     return loss_terms(
         z=(z1, z2),
         p=(self.predictor(z1), self.predictor(z2)),
         p2=(self.predictor2(z1), self.predictor2(z2)),
         momentum_z=momentum_z,
         neighbours=neighbours,
-        transformer=lambda x, i: self.transformer(x, keys[i]),
+        transformer=encode,
         temperature=temperature,
     )
 
@@ -305,24 +312,25 @@ def loss_terms(
     p2: tuple[jax.Array, jax.Array],
     momentum_z: tuple[jax.Array, jax.Array],
     neighbours: tuple[jax.Array, jax.Array],
-    transformer: Callable[[jax.Array, int], jax.Array],
+    transformer: Callable[[jax.Array], jax.Array],
     temperature: float | jax.Array,
 ) -> dict[str, jax.Array]:
   """All4One's objective from the heads' outputs (solo-learn's training_step).
 
   z: projections, p / p2: predictor / predictor2 outputs, momentum_z: normalised momentum
-  projections, neighbours: (B, 5, D) queue rows nearest to momentum_z; transformer(x, i):
-  the encoder on (B, 5, D) sets (i numbers the 4 calls, for dropout). Returns the total
-  "loss" and its unweighted terms.
+  projections, neighbours: (B, 5, D) queue rows nearest to momentum_z; transformer: the
+  encoder applied to each of 4 stacked (B, 5, D) sets, (4, B, 5, D) -> (4, B, 5, D): the
+  two neighbour sets, then the two shifted sets. Returns the total "loss" and its unweighted
+  terms.
   """
   encoding = positional_encoding(NUM_NEIGHBOURS, z[0].shape[-1])
-  rich = [transformer(nn + encoding, i)[:, 0] for i, nn in enumerate(neighbours)]
   # The "shift": predictor2's output takes the first place, the last neighbour drops out.
   shifted_sets = [
       jnp.concatenate([q[:, None], nn[:, : NUM_NEIGHBOURS - 1]], axis=1)
       for q, nn in zip(p2, neighbours)
   ]
-  shifted = [transformer(x + encoding, 2 + i)[:, 0] for i, x in enumerate(shifted_sets)]
+  encoded = transformer(jnp.stack([*neighbours, *shifted_sets]) + encoding)[:, :, 0]
+  rich, shifted = encoded[:2], encoded[2:]
   terms = {
       "centroid": centroid_loss(rich, shifted),
       "nnclr": (
